@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Everything CI runs, in one command: installs what is missing (Debian/Ubuntu), then builds and
+# tests each flavour — g++ Debug with warnings as errors, and clang++ with ASan+UBSan plus a
+# bounded fuzz run. Exit status is non-zero if any build or test fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(cmake ninja-build g++ clang libclang-rt-14-dev catch2 libasio-dev libssl-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" ||
+    { echo "could not install ${missing[*]}"; exit 1; }
+fi
+
+jobs=$(nproc)
+start=$SECONDS
+status=0
+passed=0
+failed=0
+flavours=(${DUPLEX_TEST_PRESETS:-ci-gcc ci-clang-sanitize})
+for preset in "${flavours[@]}"; do
+  echo "== $preset: configure and build"
+  if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset" -j "$jobs"; then
+    echo "== $preset: BUILD FAILED"
+    status=1
+    failed=$((failed + 1))
+    continue
+  fi
+  echo "== $preset: test"
+  log=$(mktemp)
+  ctest --preset "$preset" -j "$jobs" 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  summary=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$log" | tail -n 1)
+  if [[ $summary =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+    failed=$((failed + BASH_REMATCH[1]))
+    passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+  else
+    status=1
+  fi
+  rm -f "$log"
+done
+echo "== all flavours took $((SECONDS - start)) s"
+echo "${passed} passed, ${failed} failed"
+exit $status
