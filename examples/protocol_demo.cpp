@@ -115,10 +115,9 @@ int main() {
     (void)server.close(proto::close_code::going_away, "demo over");
     deliver("server -> client", server, client, "client");
     deliver("client -> server (echo)", client, server, "server");
-    std::printf("\nboth closed: %s\n",
-                client.state() == proto::session_state::closed &&
-                        server.state() == proto::session_state::closed
-                    ? "yes"
-                    : "no");
+    std::printf("\nboth closed: %s\n", client.state() == proto::session_state::closed &&
+                                               server.state() == proto::session_state::closed
+                                           ? "yes"
+                                           : "no");
     return 0;
 }

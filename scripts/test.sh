@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake ninja-build g++ clang libclang-rt-14-dev catch2 libasio-dev libssl-dev)
+packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 libasio-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +23,13 @@ start=$SECONDS
 status=0
 passed=0
 failed=0
+
+echo "== format: clang-format --dry-run over tracked sources"
+if ! git ls-files '*.hpp' '*.cpp' | xargs clang-format --dry-run --Werror; then
+  echo "== format: files differ from .clang-format (run clang-format -i on them)"
+  status=1
+  failed=$((failed + 1))
+fi
 flavours=(${DUPLEX_TEST_PRESETS:-ci-gcc ci-clang-sanitize})
 for preset in "${flavours[@]}"; do
   echo "== $preset: configure and build"

@@ -15,13 +15,13 @@ namespace duplex {
 
 enum class error {
     // HTTP head (RFC 7230 section 3)
-    head_too_large = 1,     // the head exceeded the configured byte limit
-    too_many_headers,       // more header fields than the configured limit
-    bad_request_line,       // not "METHOD SP target SP HTTP/x.y"
-    bad_status_line,        // not "HTTP/x.y SP 3DIGIT SP reason"
-    bad_header,             // a header line that is not "token: value"
-    obs_fold,               // a folded header line (RFC 7230 3.2.4), refused
-    bad_line_ending,        // a bare CR or LF instead of CRLF
+    head_too_large = 1, // the head exceeded the configured byte limit
+    too_many_headers,   // more header fields than the configured limit
+    bad_request_line,   // not "METHOD SP target SP HTTP/x.y"
+    bad_status_line,    // not "HTTP/x.y SP 3DIGIT SP reason"
+    bad_header,         // a header line that is not "token: value"
+    obs_fold,           // a folded header line (RFC 7230 3.2.4), refused
+    bad_line_ending,    // a bare CR or LF instead of CRLF
 
     // Opening handshake (RFC 6455 section 4)
     bad_method,             // the upgrade request is not a GET
@@ -100,8 +100,10 @@ public:
         case error::bad_extension_header: return "malformed Sec-WebSocket-Extensions header";
         case error::bad_status: return "server did not answer 101 Switching Protocols";
         case error::bad_accept: return "Sec-WebSocket-Accept does not match the key";
-        case error::unexpected_subprotocol: return "server chose a subprotocol that was not offered";
-        case error::unexpected_extension: return "server accepted an extension that was not offered";
+        case error::unexpected_subprotocol:
+            return "server chose a subprotocol that was not offered";
+        case error::unexpected_extension:
+            return "server accepted an extension that was not offered";
         case error::handshake_refused: return "the upgrade was refused";
         case error::reserved_bits: return "frame uses reserved bits";
         case error::reserved_opcode: return "frame uses a reserved opcode";
@@ -109,8 +111,10 @@ public:
         case error::control_too_big: return "control frame payload exceeds 125 bytes";
         case error::non_minimal_length: return "frame length is not minimally encoded";
         case error::length_msb_set: return "64-bit frame length has its most significant bit set";
-        case error::unexpected_continuation: return "continuation frame without a message in progress";
-        case error::expected_continuation: return "new data frame while a fragmented message is in progress";
+        case error::unexpected_continuation:
+            return "continuation frame without a message in progress";
+        case error::expected_continuation:
+            return "new data frame while a fragmented message is in progress";
         case error::mask_required: return "client frames must be masked";
         case error::unexpected_mask: return "server frames must not be masked";
         case error::frame_too_big: return "frame exceeds the size limit";
@@ -169,8 +173,9 @@ inline std::error_condition make_error_condition(condition c) noexcept {
     return {static_cast<int>(c), condition_category()};
 }
 
-inline bool detail::error_category_impl::equivalent(int value,
-                                                    const std::error_condition& cond) const noexcept {
+inline bool
+detail::error_category_impl::equivalent(int value,
+                                        const std::error_condition& cond) const noexcept {
     if (cond.category() != condition_category()) return false;
     const auto e = static_cast<error>(value);
     switch (static_cast<condition>(cond.value())) {
@@ -187,10 +192,8 @@ inline bool detail::error_category_impl::equivalent(int value,
                (e >= error::reserved_bits && e <= error::unexpected_mask);
     case condition::handshake_failed:
         return e >= error::head_too_large && e <= error::handshake_refused;
-    case condition::closed_normally:
-        return e == error::closed;
-    case condition::timed_out:
-        return e == error::timed_out;
+    case condition::closed_normally: return e == error::closed;
+    case condition::timed_out: return e == error::timed_out;
     }
     return false;
 }
@@ -198,6 +201,8 @@ inline bool detail::error_category_impl::equivalent(int value,
 } // namespace duplex
 
 namespace std {
-template <> struct is_error_code_enum<duplex::error> : true_type {};
-template <> struct is_error_condition_enum<duplex::condition> : true_type {};
+template <>
+struct is_error_code_enum<duplex::error> : true_type {};
+template <>
+struct is_error_condition_enum<duplex::condition> : true_type {};
 } // namespace std

@@ -101,8 +101,7 @@ TEST_CASE("RFC 6455 5.7: ping 89 05 and masked pong 8a 85", "[frame]") {
     CHECK(encode(pong) == bytes({0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d}));
 }
 
-TEST_CASE("RFC 6455 5.7: 256-byte and 64 KiB binary frames use 16- and 64-bit lengths",
-          "[frame]") {
+TEST_CASE("RFC 6455 5.7: 256-byte and 64 KiB binary frames use 16- and 64-bit lengths", "[frame]") {
     frame_header h;
     h.op = opcode::binary;
     h.payload_size = 256;
@@ -171,8 +170,7 @@ TEST_CASE("RFC 6455 5.2: a 64-bit length under 65536 is not minimal and is refus
     CHECK(r.error == error::non_minimal_length);
 }
 
-TEST_CASE("RFC 6455 5.2: a 64-bit length with the most significant bit set is refused",
-          "[frame]") {
+TEST_CASE("RFC 6455 5.2: a 64-bit length with the most significant bit set is refused", "[frame]") {
     frame_header d;
     const auto r = decode(bytes({0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0}), d);
     CHECK(r.status == decode_status::failed);
@@ -239,8 +237,8 @@ TEST_CASE("RFC 6455 5.3: masking matches the byte-wise definition at every offse
                 std::vector<unsigned char> expected(storage.begin() + static_cast<long>(align),
                                                     storage.end());
                 for (std::size_t i = 0; i < size; ++i)
-                    expected[i] = static_cast<unsigned char>(expected[i] ^
-                                                             key_bytes[(offset + i) % 4]);
+                    expected[i] =
+                        static_cast<unsigned char>(expected[i] ^ key_bytes[(offset + i) % 4]);
                 const auto next = apply_mask(storage.data() + align, size, key, offset);
                 CHECK(next == offset + size);
                 CHECK(std::equal(expected.begin(), expected.end(),
@@ -267,8 +265,7 @@ TEST_CASE("RFC 6455 5.3: masking in pieces equals masking at once", "[mask]") {
 }
 
 TEST_CASE("RFC 6455 7.4: close codes valid on the wire", "[close]") {
-    for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000,
-                     4999})
+    for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999})
         CHECK(is_valid_wire_close_code(static_cast<std::uint16_t>(code)));
     for (int code : {0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535})
         CHECK_FALSE(is_valid_wire_close_code(static_cast<std::uint16_t>(code)));
@@ -285,7 +282,8 @@ TEST_CASE("RFC 6455 5.5.1: close payload parsing", "[close]") {
         CHECK(parse_close_payload(std::string_view("\x03", 1), r) == error::bad_close_payload);
     }
     SECTION("code and UTF-8 reason") {
-        const std::string payload = "\x03\xE8" "bye \xC3\xA9";
+        const std::string payload = "\x03\xE8"
+                                    "bye \xC3\xA9";
         CHECK_FALSE(parse_close_payload(payload, r));
         CHECK(r.code == 1000);
         CHECK(r.reason == "bye \xC3\xA9");
@@ -303,7 +301,8 @@ TEST_CASE("RFC 6455 5.5.1: close payload parsing", "[close]") {
 TEST_CASE("RFC 6455 5.5.1: building close payloads", "[close]") {
     std::string out;
     CHECK_FALSE(make_close_payload(1000, "done", out));
-    CHECK(out == std::string("\x03\xE8" "done"));
+    CHECK(out == std::string("\x03\xE8"
+                             "done"));
     CHECK_FALSE(make_close_payload(1005, {}, out));
     CHECK(out.empty());
     CHECK(make_close_payload(1005, "why", out) == error::bad_close_code);
@@ -325,16 +324,16 @@ TEST_CASE("RFC 6455 7.4.1: each receive error maps to its close code", "[close]"
 }
 
 TEST_CASE("RFC 8439 2.3.2: the ChaCha20 block function test vector", "[random]") {
-    std::array<std::uint32_t, 16> state = {
-        0x61707865, 0x3320646e, 0x79622d32, 0x6b206574, 0x03020100, 0x07060504,
-        0x0b0a0908, 0x0f0e0d0c, 0x13121110, 0x17161514, 0x1b1a1918, 0x1f1e1d1c,
-        0x00000001, 0x09000000, 0x4a000000, 0x00000000};
+    std::array<std::uint32_t, 16> state = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574,
+                                           0x03020100, 0x07060504, 0x0b0a0908, 0x0f0e0d0c,
+                                           0x13121110, 0x17161514, 0x1b1a1918, 0x1f1e1d1c,
+                                           0x00000001, 0x09000000, 0x4a000000, 0x00000000};
     std::array<std::uint32_t, 16> out{};
     duplex::protocol::detail::chacha20_block(state, out);
-    const std::array<std::uint32_t, 16> expected = {
-        0xe4e7f110, 0x15593bd1, 0x1fdd0f50, 0xc47120a3, 0xc7f4d1c7, 0x0368c033,
-        0x9aaa2204, 0x4e6cd4c3, 0x466482d2, 0x09aa9f07, 0x05d7c214, 0xa2028bd9,
-        0xd19c12b5, 0xb94e16de, 0xe883d0cb, 0x4e3c50a2};
+    const std::array<std::uint32_t, 16> expected = {0xe4e7f110, 0x15593bd1, 0x1fdd0f50, 0xc47120a3,
+                                                    0xc7f4d1c7, 0x0368c033, 0x9aaa2204, 0x4e6cd4c3,
+                                                    0x466482d2, 0x09aa9f07, 0x05d7c214, 0xa2028bd9,
+                                                    0xd19c12b5, 0xb94e16de, 0xe883d0cb, 0x4e3c50a2};
     CHECK(out == expected);
 }
 

@@ -23,8 +23,7 @@ struct recorded {
     std::uint16_t code;
     std::error_code error;
     bool operator==(const recorded& o) const {
-        return type == o.type && op == o.op && data == o.data && code == o.code &&
-               error == o.error;
+        return type == o.type && op == o.op && data == o.data && code == o.code && error == o.error;
     }
 };
 
@@ -187,11 +186,10 @@ TEST_CASE("RFC 6455 5.7: 256-byte and 64 KiB binary messages", "[session]") {
 }
 
 TEST_CASE("RFC 6455 5.4: control frames may be injected between fragments", "[session]") {
-    const std::string wire = from_client(opcode::text, "fra", false) +
-                             from_client(opcode::ping, "p1") +
-                             from_client(opcode::continuation, "gme", false) +
-                             from_client(opcode::pong, "p2") +
-                             from_client(opcode::continuation, "nted", true);
+    const std::string wire =
+        from_client(opcode::text, "fra", false) + from_client(opcode::ping, "p1") +
+        from_client(opcode::continuation, "gme", false) + from_client(opcode::pong, "p2") +
+        from_client(opcode::continuation, "nted", true);
     const auto out = run_every_split(role::server, wire);
     const std::vector<recorded> expected = {
         {event_type::ping, opcode::text, "p1", 0, {}},
@@ -203,18 +201,15 @@ TEST_CASE("RFC 6455 5.4: control frames may be injected between fragments", "[se
 }
 
 TEST_CASE("RFC 6455 5.4: empty fragments and empty messages are delivered", "[session]") {
-    const std::string wire = from_client(opcode::binary, "", false) +
-                             from_client(opcode::continuation, "", false) +
-                             from_client(opcode::continuation, "", true) +
-                             from_client(opcode::text, "");
+    const std::string wire =
+        from_client(opcode::binary, "", false) + from_client(opcode::continuation, "", false) +
+        from_client(opcode::continuation, "", true) + from_client(opcode::text, "");
     const auto out = run_every_split(role::server, wire);
-    const std::vector<recorded> expected = {message(opcode::binary, ""),
-                                            message(opcode::text, "")};
+    const std::vector<recorded> expected = {message(opcode::binary, ""), message(opcode::text, "")};
     CHECK(out.events == expected);
 }
 
-TEST_CASE("RFC 6455 5.4: a continuation with no message in progress fails with 1002",
-          "[session]") {
+TEST_CASE("RFC 6455 5.4: a continuation with no message in progress fails with 1002", "[session]") {
     const auto out = run_every_split(role::server, from_client(opcode::continuation, "x"));
     REQUIRE(out.events.size() == 1);
     CHECK(out.events[0].type == event_type::error);
@@ -237,8 +232,7 @@ TEST_CASE("RFC 6455 5.4: a new data frame inside a fragmented message fails with
     CHECK(out.events[0].code == 1002);
 }
 
-TEST_CASE("RFC 6455 5.1: a server fails the connection on an unmasked client frame",
-          "[session]") {
+TEST_CASE("RFC 6455 5.1: a server fails the connection on an unmasked client frame", "[session]") {
     const auto out = run_every_split(role::server, from_server(opcode::text, "hi"));
     REQUIRE(out.events.size() == 1);
     CHECK(out.events[0].error == error::mask_required);
@@ -274,8 +268,7 @@ TEST_CASE("RFC 6455 5.2: reserved opcodes and RSV bits fail the connection with 
     CHECK(claimed.events[0].type == event_type::message);
 }
 
-TEST_CASE("RFC 6455 5.5: control frames over 125 bytes or fragmented fail with 1002",
-          "[session]") {
+TEST_CASE("RFC 6455 5.5: control frames over 125 bytes or fragmented fail with 1002", "[session]") {
     std::string big_ping("\x89\x7E\x00\x7E", 4);
     big_ping.append(126, 'x');
     const auto out = run_every_split(role::client, big_ping);
@@ -339,13 +332,17 @@ TEST_CASE("RFC 6455 5.5.1: a close payload of one byte fails with 1002", "[sessi
 TEST_CASE("RFC 6455 7.4.1: a close with a code not allowed on the wire fails with 1002",
           "[session]") {
     for (int code : {0, 999, 1004, 1005, 1006, 1015, 1100, 2999, 5000}) {
-        const auto out = run(role::server, from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))), {});
+        const auto out =
+            run(role::server,
+                from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))), {});
         REQUIRE(out.events.size() == 1);
         CHECK(out.events[0].error == error::bad_close_code);
         CHECK(out.events[0].code == 1002);
     }
     for (int code : {1000, 1003, 1007, 1011, 3000, 4999}) {
-        const auto out = run(role::server, from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))), {});
+        const auto out =
+            run(role::server,
+                from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))), {});
         REQUIRE(out.events.size() == 1);
         CHECK(out.events[0].type == event_type::close);
         CHECK(out.events[0].code == code);
@@ -374,14 +371,16 @@ TEST_CASE("RFC 6455 7.1.2: after sending a close, no data may be sent; the peer'
     session s(role::server, {}, test_seed);
     REQUIRE_FALSE(s.close(1000, "done"));
     CHECK(s.state() == session_state::closing);
-    CHECK(std::string(s.pending_output()) == std::string("\x88\x06\x03\xE8" "done", 8));
+    CHECK(std::string(s.pending_output()) == std::string("\x88\x06\x03\xE8"
+                                                         "done",
+                                                         8));
     CHECK(s.send_text("more") == error::closed);
     CHECK(s.ping() == error::closed);
     CHECK(s.close() == error::closed);
 
     // Data still arrives while closing (5.5.1: the peer may not have seen our close yet).
-    std::string wire = from_client(opcode::text, "in flight") +
-                       from_client(opcode::close, close_payload(1000));
+    std::string wire =
+        from_client(opcode::text, "in flight") + from_client(opcode::close, close_payload(1000));
     const std::size_t before = s.pending_output().size();
     auto r1 = s.receive(wire.data(), wire.size());
     CHECK(r1.ev.type == event_type::message);
@@ -430,8 +429,8 @@ TEST_CASE("RFC 6455 8.1: invalid UTF-8 fails fast, before the rest of the messag
 
     // Inside a single frame whose end has not arrived yet.
     session t(role::server, {}, test_seed);
-    std::string big = from_client(opcode::text, std::string(1000, 'a') + "\xFF" +
-                                                    std::string(1000, 'b'));
+    std::string big =
+        from_client(opcode::text, std::string(1000, 'a') + "\xFF" + std::string(1000, 'b'));
     auto partial = t.receive(big.data(), 4 + 4 + 1001); // 16-bit length, key, 1001 bytes
     CHECK(partial.ev.type == event_type::error);
     CHECK(partial.ev.error == error::invalid_utf8);
@@ -485,8 +484,8 @@ TEST_CASE("RFC 6455 10.4: a flood of tiny fragments fails with 1009", "[session]
     std::string wire = from_client(opcode::binary, "", false);
     for (int i = 0; i < 98; ++i) wire += from_client(opcode::continuation, "", false);
     // 1 + 98 + 1 = 100 fragments: exactly at the limit.
-    const auto at_limit = run(role::server, wire + from_client(opcode::continuation, "", true),
-                              {}, options);
+    const auto at_limit =
+        run(role::server, wire + from_client(opcode::continuation, "", true), {}, options);
     REQUIRE(at_limit.events.size() == 1);
     CHECK(at_limit.events[0].type == event_type::message);
     wire += from_client(opcode::continuation, "", false);
@@ -542,8 +541,7 @@ TEST_CASE("Sending: control payloads over 125 bytes and invalid UTF-8 text are r
     CHECK(s.state() == session_state::open);
 }
 
-TEST_CASE("Output is consumed in pieces and the zero-copy path matches send()",
-          "[session][send]") {
+TEST_CASE("Output is consumed in pieces and the zero-copy path matches send()", "[session][send]") {
     session a(role::client, {}, test_seed);
     session b(role::client, {}, test_seed);
     const std::string payload(300, 'z');
@@ -609,7 +607,8 @@ TEST_CASE("Round trip: random messages, fragmentation and reads, both roles",
                 std::size_t at = 0;
                 for (std::size_t p = 0; p < pieces; ++p) {
                     const bool last = p + 1 == pieces;
-                    const std::size_t len = last ? body.size() - at : rng() % (body.size() - at + 1);
+                    const std::size_t len =
+                        last ? body.size() - at : rng() % (body.size() - at + 1);
                     // A random cut can split the emoji; validation is per message, so fine.
                     REQUIRE_FALSE(tx.send(p == 0 ? op : opcode::continuation,
                                           std::string_view(body).substr(at, len), last));
