@@ -63,6 +63,10 @@ enum class error {
     control_payload_too_big, // ping, pong or close payload over 125 bytes
     operation_in_progress,   // a second read (or other single-flight operation) at once
     timed_out,               // a handshake, close or keepalive deadline passed
+    send_buffer_full,        // the peer reads too slowly: unsent bytes passed the hard limit
+    bad_url,                 // not a ws:// or wss:// URL duplex can connect to
+    too_many_connections,    // the server is at its connection limit
+    control_backlog,         // pongs piled up for a peer that sends pings but does not read
 };
 
 // Broad questions users ask of an error, whatever its exact value.
@@ -129,6 +133,11 @@ public:
         case error::control_payload_too_big: return "control payload exceeds 125 bytes";
         case error::operation_in_progress: return "another operation of this kind is in progress";
         case error::timed_out: return "operation timed out";
+        case error::send_buffer_full: return "send buffer limit reached: the peer reads too slowly";
+        case error::bad_url: return "not a valid ws:// or wss:// URL";
+        case error::too_many_connections: return "the server is at its connection limit";
+        case error::control_backlog:
+            return "too many unsent control frames: the peer does not read";
         }
         return "unknown duplex error";
     }
@@ -182,7 +191,8 @@ detail::error_category_impl::equivalent(int value,
     case condition::too_big:
         return e == error::head_too_large || e == error::too_many_headers ||
                e == error::frame_too_big || e == error::message_too_big ||
-               e == error::too_many_fragments;
+               e == error::too_many_fragments || e == error::send_buffer_full ||
+               e == error::control_backlog;
     case condition::invalid_payload:
         return e == error::invalid_utf8 || e == error::bad_close_payload ||
                e == error::bad_close_code;

@@ -1,9 +1,9 @@
 // duplex/protocol.hpp — the whole sans-I/O protocol layer in one include.
 //
 // For programs that bring their own I/O (an event loop, a test harness, a fuzzer): HTTP
-// upgrade parsing and writing, both handshake roles, and the per-connection session that turns
-// bytes into WebSocket events and back. Nothing here opens a socket, reads a clock or starts a
-// thread. See docs/protocol.md.
+// upgrade parsing and writing, both handshake roles, ws:// URLs, and the per-connection session
+// that turns bytes into WebSocket events and back. Nothing here opens a socket, reads a clock or
+// starts a thread. See docs/protocol.md.
 #pragma once
 
 #include "error.hpp"
@@ -16,4 +16,5 @@
 #include "protocol/random.hpp"
 #include "protocol/session.hpp"
 #include "protocol/sha1.hpp"
+#include "protocol/url.hpp"
 #include "protocol/utf8.hpp"

@@ -373,6 +373,6 @@ TEST_CASE("duplex::error: messages and conditions", "[error]") {
     CHECK(std::error_code(error::bad_accept) == duplex::condition::handshake_failed);
     CHECK(std::error_code(error::timed_out) == duplex::condition::timed_out);
     CHECK(std::error_code(error::closed) == duplex::condition::closed_normally);
-    for (int v = 1; v <= static_cast<int>(error::timed_out); ++v)
+    for (int v = 1; v <= static_cast<int>(error::control_backlog); ++v)
         CHECK(std::error_code(v, duplex::error_category()).message() != "unknown duplex error");
 }

@@ -262,7 +262,7 @@ private:
             const auto r = decode_frame_header(in, available, h, options_.reserved_bits);
             if (r.status == decode_status::failed) return fail(r.error, ev);
             if (r.status == decode_status::need_more) {
-                std::memcpy(header_stash_, in, available); // available < 14: a partial header
+                if (available != 0) std::memcpy(header_stash_, in, available); // < 14 bytes
                 header_stash_size_ = available;
                 used = size;
                 return false;
@@ -279,7 +279,7 @@ private:
                 if (r.status == decode_status::ok) break;
                 const std::size_t want = r.size - header_stash_size_;
                 const std::size_t take = want < available - taken ? want : available - taken;
-                std::memcpy(header_stash_ + header_stash_size_, in + taken, take);
+                if (take != 0) std::memcpy(header_stash_ + header_stash_size_, in + taken, take);
                 header_stash_size_ += take;
                 taken += take;
                 if (take < want) {

@@ -1,0 +1,349 @@
+// duplex/client.hpp — opening WebSocket connections: once, or kept open with reconnects.
+//
+// async_connect resolves a ws:// or wss:// URL, connects (IPv4 or IPv6), runs the transport
+// handshake (TLS with SNI and certificate + host name verification), sends the upgrade request
+// with the application's subprotocols and headers, validates the 101, and completes with a
+// duplex::connection — all under one deadline. reconnecting_client keeps a connection open
+// across failures with exponential backoff and full jitter, and calls on_open after every
+// (re)connect so that the application can rejoin rooms or resync state.
+#pragma once
+
+#include "connection.hpp"
+#include "protocol/handshake.hpp"
+#include "protocol/random.hpp"
+#include "protocol/url.hpp"
+
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/write.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace duplex {
+
+struct client_options {
+    std::vector<std::string> subprotocols; // offered, in order of preference
+    std::string origin;                    // sent as Origin when not empty
+    // Extra request headers: Authorization, Cookie, ... (the WebSocket ones are refused).
+    std::vector<std::pair<std::string, std::string>> headers;
+    // Resolve, connect, TLS and the upgrade must all finish within this time.
+    std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+    protocol::http_limits http{};
+    connection_options connection{};
+    bool tcp_no_delay = true;
+};
+
+namespace detail {
+
+// One connection attempt: a chain of asynchronous steps under one deadline.
+template <class Transport, class UserData>
+struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>> {
+    using connection_type = connection<Transport, UserData>;
+    using result_handler = unique_function<void(std::error_code, std::shared_ptr<connection_type>)>;
+
+    connect_op(asio::any_io_executor ex, protocol::websocket_url u, client_options o,
+               typename Transport::context_type& c, result_handler h)
+        : strand(asio::make_strand(ex)), resolver(strand), socket(strand), timer(strand),
+          url(std::move(u)), options(std::move(o)), context(c), handler(std::move(h)) {}
+
+    asio::strand<asio::any_io_executor> strand;
+    asio::ip::tcp::resolver resolver;
+    asio::ip::tcp::socket socket;
+    std::optional<typename Transport::stream_type> stream;
+    asio::steady_timer timer;
+    protocol::websocket_url url;
+    client_options options;
+    typename Transport::context_type& context;
+    result_handler handler;
+    std::optional<protocol::client_handshake> hs;
+    std::array<char, 4096> chunk{};
+    bool done = false;
+
+    void start() {
+        timer.expires_after(options.connect_timeout);
+        timer.async_wait(
+            asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
+                if (!ec) self->complete(make_error_code(error::timed_out));
+            }));
+        resolver.async_resolve(
+            url.host, std::to_string(url.port),
+            asio::bind_executor(
+                strand, [self = this->shared_from_this()](
+                            std::error_code ec, asio::ip::tcp::resolver::results_type results) {
+                    if (ec) return self->complete(ec);
+                    self->connect(results);
+                }));
+    }
+
+    void connect(const asio::ip::tcp::resolver::results_type& results) {
+        asio::async_connect(
+            socket, results,
+            asio::bind_executor(strand, [self = this->shared_from_this()](
+                                            std::error_code ec, const asio::ip::tcp::endpoint&) {
+                if (ec) return self->complete(ec);
+                self->secure();
+            }));
+    }
+
+    void secure() {
+        if (done) return;
+        std::error_code ignored;
+        if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        stream.emplace(Transport::make_stream(std::move(socket), context));
+        Transport::async_handshake(
+            *stream, protocol::role::client, url.host,
+            asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
+                if (ec) return self->complete(ec);
+                self->upgrade();
+            }));
+    }
+
+    void upgrade() {
+        if (done) return;
+        protocol::client_options request;
+        request.host = url.host_header();
+        request.target = url.target;
+        request.origin = options.origin;
+        request.subprotocols = options.subprotocols;
+        request.extra_headers = options.headers;
+        request.limits = options.http;
+        std::array<std::uint8_t, 16> nonce;
+        protocol::random_source().fill(nonce.data(), nonce.size());
+        hs.emplace(std::move(request), nonce);
+        if (hs->status() == protocol::parse_status::failed) return complete(hs->error());
+        asio::async_write(*stream, asio::buffer(hs->request()),
+                          asio::bind_executor(strand, [self = this->shared_from_this()](
+                                                          std::error_code ec, std::size_t) {
+                              if (ec) return self->complete(ec);
+                              self->read();
+                          }));
+    }
+
+    void read() {
+        stream->async_read_some(asio::buffer(chunk),
+                                asio::bind_executor(strand, [self = this->shared_from_this()](
+                                                                std::error_code ec, std::size_t n) {
+                                    if (ec) return self->complete(ec);
+                                    self->on_bytes(n);
+                                }));
+    }
+
+    void on_bytes(std::size_t n) {
+        if (done) return;
+        const auto r = hs->feed(std::string_view(chunk.data(), n));
+        if (r.status == protocol::parse_status::need_more) return read();
+        if (r.status == protocol::parse_status::failed) return complete(r.error);
+        done = true;
+        timer.cancel();
+        auto c = std::make_shared<connection_type>(
+            std::move(*stream), protocol::role::client, options.connection,
+            std::string_view(chunk.data() + r.consumed, n - r.consumed));
+        c->set_subprotocol(std::string(hs->subprotocol()));
+        auto h = std::move(handler);
+        h(std::error_code{}, std::move(c));
+    }
+
+    void complete(std::error_code ec) {
+        if (done) return;
+        done = true;
+        std::error_code ignored;
+        timer.cancel();
+        resolver.cancel();
+        socket.close(ignored);
+        if (stream) Transport::close(*stream);
+        auto h = std::move(handler);
+        h(ec, nullptr);
+    }
+};
+
+} // namespace detail
+
+// Connects to `url`: handler(std::error_code, std::shared_ptr<connection<Transport, UserData>>).
+// The connection is not reading yet: call start(handlers) on it, or async_read.
+template <class Transport, class UserData = no_user_data, class CompletionToken>
+auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
+                   typename Transport::context_type& context, CompletionToken&& token) {
+    using connection_ptr = std::shared_ptr<connection<Transport, UserData>>;
+    return asio::async_initiate<CompletionToken, void(std::error_code, connection_ptr)>(
+        [executor, &context](auto handler, std::string u, client_options o) {
+            auto strand = asio::make_strand(executor);
+            detail::unique_function<void(std::error_code, connection_ptr)> done =
+                [handler = std::move(handler), strand](std::error_code ec,
+                                                       connection_ptr c) mutable {
+                    auto ex = asio::get_associated_executor(handler, strand);
+                    asio::post(ex, [handler = std::move(handler), ec, c = std::move(c)]() mutable {
+                        handler(ec, std::move(c));
+                    });
+                };
+            protocol::websocket_url parsed;
+            std::error_code ec = protocol::parse_websocket_url(u, parsed);
+            if (!ec && parsed.secure != Transport::is_secure) ec = error::bad_url;
+            if (ec) return done(ec, nullptr);
+            std::make_shared<detail::connect_op<Transport, UserData>>(
+                executor, std::move(parsed), std::move(o), context, std::move(done))
+                ->start();
+        },
+        token, std::move(url), std::move(options));
+}
+
+// A plain-TCP (ws://) connect without a transport context.
+template <class Transport, class UserData = no_user_data, class CompletionToken>
+auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
+                   CompletionToken&& token) {
+    static typename Transport::context_type shared_context{};
+    return async_connect<Transport, UserData>(std::move(executor), std::move(url),
+                                              std::move(options), shared_context,
+                                              std::forward<CompletionToken>(token));
+}
+
+struct reconnect_options {
+    std::chrono::milliseconds initial_delay{std::chrono::milliseconds(250)};
+    std::chrono::milliseconds max_delay{std::chrono::seconds(30)};
+    std::size_t max_attempts = 0; // consecutive failures before giving up; 0 = never give up
+};
+
+// Keeps one connection to `url` open. After a failure or a close it waits a random time in
+// [0, min(max_delay, initial_delay * 2^failures)] ("full jitter", so that many clients
+// dropped at once do not return at once) and connects again. handlers.on_open runs after
+// every successful (re)connect; on_give_up after max_attempts consecutive failures.
+template <class Transport, class UserData = no_user_data>
+class reconnecting_client
+    : public std::enable_shared_from_this<reconnecting_client<Transport, UserData>> {
+public:
+    using connection_type = connection<Transport, UserData>;
+    using connection_ptr = std::shared_ptr<connection_type>;
+
+    struct handlers_type : connection_handlers<connection_type> {
+        std::function<void(std::error_code last_error)> on_give_up;
+    };
+
+    static std::shared_ptr<reconnecting_client>
+    create(asio::any_io_executor executor, std::string url, client_options options = {},
+           reconnect_options policy = {}, typename Transport::context_type context = {}) {
+        return std::shared_ptr<reconnecting_client>(new reconnecting_client(
+            std::move(executor), std::move(url), std::move(options), policy, std::move(context)));
+    }
+
+    handlers_type& handlers() noexcept { return handlers_; }
+
+    void start() {
+        asio::dispatch(strand_, [self = this->shared_from_this()] { self->attempt(); });
+    }
+
+    // Closes the current connection (1000) and stops reconnecting.
+    void stop() {
+        asio::dispatch(strand_, [self = this->shared_from_this()] {
+            self->stopped_ = true;
+            self->timer_.cancel();
+            if (auto c = self->current()) c->close();
+        });
+    }
+
+    // The open connection, or null between connections.
+    connection_ptr current() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return current_;
+    }
+
+    // Sends on the current connection; send_status::closed when there is none.
+    send_status send(opcode type, std::string_view payload) {
+        auto c = current();
+        return c ? c->send(type, payload) : send_status::closed;
+    }
+
+    std::size_t failures() const noexcept { return failures_; }
+    std::size_t connects() const noexcept { return connects_; }
+
+private:
+    reconnecting_client(asio::any_io_executor executor, std::string url, client_options options,
+                        reconnect_options policy, typename Transport::context_type context)
+        : executor_(executor), strand_(asio::make_strand(executor)), timer_(strand_),
+          url_(std::move(url)), options_(std::move(options)), policy_(policy),
+          context_(std::move(context)), jitter_(std::random_device{}()) {}
+
+    void attempt() {
+        if (stopped_) return;
+        async_connect<Transport, UserData>(
+            executor_, url_, options_, context_,
+            asio::bind_executor(
+                strand_, [self = this->shared_from_this()](std::error_code ec, connection_ptr c) {
+                    self->on_connect(ec, std::move(c));
+                }));
+    }
+
+    void on_connect(std::error_code ec, connection_ptr c) {
+        if (ec) return retry(ec);
+        if (stopped_) return c->close();
+        failures_ = 0;
+        ++connects_;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            current_ = c;
+        }
+        connection_handlers<connection_type> h = handlers_;
+        auto user_close = std::move(h.on_close);
+        h.on_close = [self = this->shared_from_this(), user_close](const connection_ptr& conn,
+                                                                   const close_info& info) {
+            if (user_close) user_close(conn, info);
+            asio::dispatch(self->strand_, [self, info] {
+                {
+                    std::lock_guard<std::mutex> lock(self->mutex_);
+                    self->current_.reset();
+                }
+                self->retry(info.error);
+            });
+        };
+        c->start(std::move(h));
+    }
+
+    void retry(std::error_code ec) {
+        if (stopped_) return;
+        ++failures_;
+        if (policy_.max_attempts != 0 && failures_ > policy_.max_attempts) {
+            if (handlers_.on_give_up) handlers_.on_give_up(ec);
+            return;
+        }
+        timer_.expires_after(next_delay());
+        timer_.async_wait(asio::bind_executor(
+            strand_, [self = this->shared_from_this()](std::error_code wait_ec) {
+                if (!wait_ec) self->attempt();
+            }));
+    }
+
+    std::chrono::milliseconds next_delay() {
+        using ms = std::chrono::milliseconds;
+        const std::size_t exponent = std::min<std::size_t>(failures_ - 1, 30);
+        const auto base = static_cast<std::uint64_t>(policy_.initial_delay.count());
+        const auto cap = static_cast<std::uint64_t>(policy_.max_delay.count());
+        const std::uint64_t ceiling = std::min(cap, base << exponent);
+        std::uniform_int_distribution<std::uint64_t> pick(0, ceiling);
+        return ms(static_cast<ms::rep>(pick(jitter_)));
+    }
+
+    asio::any_io_executor executor_;
+    asio::strand<asio::any_io_executor> strand_;
+    asio::steady_timer timer_;
+    std::string url_;
+    client_options options_;
+    reconnect_options policy_;
+    typename Transport::context_type context_;
+    handlers_type handlers_;
+    std::mt19937_64 jitter_; // not security sensitive: spreads reconnects in time
+    mutable std::mutex mutex_;
+    connection_ptr current_;
+    std::size_t failures_ = 0;
+    std::size_t connects_ = 0;
+    bool stopped_ = false;
+};
+
+} // namespace duplex

@@ -1,0 +1,759 @@
+// duplex/connection.hpp — one WebSocket connection driven over an Asio transport.
+//
+// A connection owns a transport stream (plain TCP, TLS, in-memory) and a protocol session, and
+// runs them: the read loop, an ordered write queue that gathers queued frames into one write,
+// automatic pongs, the close handshake with a deadline, keepalive pings and backpressure.
+//
+// Two ways to use it:
+//   * handlers: start(handlers) and receive on_open / on_message / on_close / on_error;
+//   * operations: async_read, async_send, async_ping, async_close with any Asio completion token
+//     (a callback, asio::use_future, asio::use_awaitable).
+//
+// Threads: every handler of a connection runs on the connection's strand, never two at once.
+// send(), close() and the async_ operations may be called from any thread.
+#pragma once
+
+#include "detail/unique_function.hpp"
+#include "error.hpp"
+#include "protocol/session.hpp"
+
+#include <asio/async_result.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/write.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace duplex {
+
+using protocol::opcode;
+
+struct connection_options {
+    // Message and frame limits, fragments per message, partial delivery (protocol layer).
+    protocol::session_options protocol{};
+    // send() answers send_status::backpressure once this many bytes wait to be written.
+    std::size_t send_buffer_high_water = 1U << 20;
+    // Past this many unsent bytes the peer is too slow: the message is dropped and the
+    // connection closed (1008), so a reader that stopped reading cannot grow our memory.
+    std::size_t send_buffer_limit = 16U << 20;
+    // Send a ping when nothing arrived for this long; 0 turns keepalive off.
+    std::chrono::milliseconds ping_interval{std::chrono::seconds(30)};
+    // After a keepalive ping, how long to wait for anything from the peer before giving up.
+    std::chrono::milliseconds pong_timeout{std::chrono::seconds(30)};
+    // Close (1001) after this long without a message in either direction; 0 = never.
+    std::chrono::milliseconds idle_timeout{0};
+    // How long the close handshake and the transport shutdown may take before the transport is
+    // cut (RFC 6455 7.1.1 leaves the wait to the endpoint).
+    std::chrono::milliseconds close_timeout{std::chrono::seconds(5)};
+    // Bytes read from the transport at a time.
+    std::size_t read_buffer_size = 16U * 1024U;
+};
+
+enum class send_status {
+    ok,              // queued
+    backpressure,    // queued, but the send buffer is past its high-water mark: slow down
+    dropped,         // not queued: the send buffer limit was reached; the connection is closing
+    closed,          // not queued: the connection is closing or closed
+    invalid_payload, // not queued: a text message that is not UTF-8
+};
+
+// A received message that the caller owns (from async_read).
+struct message {
+    opcode type = opcode::text;
+    std::string data;
+    bool is_text() const noexcept { return type == opcode::text; }
+};
+
+// A received message as seen by on_message: the view is valid during the call only.
+struct message_view {
+    opcode type = opcode::text;
+    std::string_view data;
+    bool is_text() const noexcept { return type == opcode::text; }
+};
+
+// How a connection ended. `code` is the peer's close code (1005 when it gave none), the code we
+// failed the connection with, or 1006 when no close frame was exchanged. `error` is empty for
+// a completed close handshake.
+struct close_info {
+    std::uint16_t code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
+    std::string reason;
+    std::error_code error;
+};
+
+// Used when an application attaches no data to its connections.
+struct no_user_data {};
+
+template <class Connection>
+struct connection_handlers {
+    using pointer = std::shared_ptr<Connection>;
+    std::function<void(const pointer&)> on_open;
+    std::function<void(const pointer&, const message_view&)> on_message;
+    // Called once, when the transport is released, however the connection ended.
+    std::function<void(const pointer&, const close_info&)> on_close;
+    // A protocol or transport failure; on_close follows.
+    std::function<void(const pointer&, std::error_code)> on_error;
+    std::function<void(const pointer&, std::string_view payload)> on_pong;
+};
+
+template <class Transport, class UserData = no_user_data>
+class connection : public std::enable_shared_from_this<connection<Transport, UserData>> {
+public:
+    using transport_type = Transport;
+    using stream_type = typename Transport::stream_type;
+    using executor_type = asio::strand<asio::any_io_executor>;
+    using handlers_type = connection_handlers<connection>;
+    using clock = std::chrono::steady_clock;
+
+    // `stream` has completed its transport and WebSocket handshakes. `initial_bytes` are bytes
+    // that arrived after the HTTP head: the first frames, which must not be lost.
+    connection(stream_type stream, protocol::role role, connection_options options = {},
+               std::string_view initial_bytes = {})
+        : stream_(std::move(stream)), strand_(asio::make_strand(stream_.get_executor())),
+          timer_(strand_), options_(options), session_(role, options.protocol),
+          remote_(Transport::remote_endpoint(stream_)), last_received_(clock::now()),
+          last_activity_(last_received_) {
+        if (!initial_bytes.empty()) {
+            ensure_read_buffer(initial_bytes.size());
+            std::memcpy(read_buffer_.get(), initial_bytes.data(), initial_bytes.size());
+            read_end_ = initial_bytes.size();
+        }
+    }
+
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    executor_type get_executor() const noexcept { return strand_; }
+    protocol::role role() const noexcept { return session_.get_role(); }
+    const connection_options& options() const noexcept { return options_; }
+    const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
+    UserData& data() noexcept { return user_data_; }
+    const UserData& data() const noexcept { return user_data_; }
+
+    // The subprotocol agreed in the handshake ("" for none); set by the server or client.
+    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    void set_subprotocol(std::string value) { subprotocol_ = std::move(value); }
+
+    // Bytes queued and not yet written to the transport.
+    std::size_t buffered_amount() const noexcept {
+        return buffered_.load(std::memory_order_relaxed);
+    }
+
+    // True once close() was called, a close frame went either way, or the connection ended.
+    bool is_closing() const noexcept { return closing_.load(std::memory_order_relaxed); }
+
+    // Begins reading and delivering events to `handlers`. Call once, from any thread.
+    void start(handlers_type handlers) {
+        asio::dispatch(strand_,
+                       [self = this->shared_from_this(), h = std::move(handlers)]() mutable {
+                           self->handlers_ = std::move(h);
+                           self->handler_mode_ = true;
+                           if (self->handlers_.on_open) self->handlers_.on_open(self);
+                           self->arm_timer();
+                           self->process_input();
+                       });
+    }
+
+    // ---- thread-safe sending ------------------------------------------------------------
+
+    send_status send_text(std::string_view text) { return send(opcode::text, text); }
+    send_status send_binary(std::string_view data) { return send(opcode::binary, data); }
+
+    // Queues a whole message. Never blocks; the status says whether the caller should slow
+    // down (backpressure) or stop (dropped, closed).
+    send_status send(opcode type, std::string_view payload) {
+        if (type == opcode::text && !protocol::is_valid_utf8(payload))
+            return send_status::invalid_payload;
+        if (closing_.load(std::memory_order_relaxed)) return send_status::closed;
+        const std::size_t cost = payload.size() + protocol::max_frame_header_size;
+        const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
+        if (before + cost > options_.send_buffer_limit) {
+            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+            asio::dispatch(strand_,
+                           [self = this->shared_from_this()] { self->fail_slow_reader(); });
+            return send_status::dropped;
+        }
+        asio::dispatch(strand_, [self = this->shared_from_this(), type, cost,
+                                 copy = std::string(payload)]() mutable {
+            self->queue_message(type, copy, cost, {});
+        });
+        return before + cost > options_.send_buffer_high_water ? send_status::backpressure
+                                                               : send_status::ok;
+    }
+
+    // Starts the closing handshake after the messages already queued. Idempotent.
+    void close(std::uint16_t code = static_cast<std::uint16_t>(protocol::close_code::normal),
+               std::string reason = {}) {
+        asio::dispatch(strand_,
+                       [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
+                           self->request_close(code, std::move(r));
+                       });
+    }
+    void close(protocol::close_code code, std::string reason = {}) {
+        close(static_cast<std::uint16_t>(code), std::move(reason));
+    }
+
+    // Cuts the transport now, without a close handshake (a server's grace period is over).
+    void terminate() {
+        asio::dispatch(strand_, [self = this->shared_from_this()] {
+            if (self->finished_) return;
+            if (!self->result_.error && self->session_.state() != protocol::session_state::closed)
+                self->result_.error = error::timed_out;
+            self->finish();
+        });
+    }
+
+    // ---- asynchronous operations (any completion token) -----------------------------------
+
+    // Reads the next message: handler(std::error_code, message). Not with start(): reading is
+    // then the handlers' job, and a read completes with error::operation_in_progress.
+    template <class CompletionToken>
+    auto async_read(CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void(std::error_code, message)>(
+            [self = this->shared_from_this()](auto handler) {
+                auto done = self->template wrap<std::error_code, message>(std::move(handler));
+                asio::dispatch(self->strand_, [self, done = std::move(done)]() mutable {
+                    self->start_read(std::move(done));
+                });
+            },
+            token);
+    }
+
+    // Sends a message; completes when it was written to the transport: handler(error_code).
+    template <class CompletionToken>
+    auto async_send(opcode type, std::string payload, CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void(std::error_code)>(
+            [self = this->shared_from_this(), type](auto handler, std::string data) {
+                auto done = self->template wrap<std::error_code>(std::move(handler));
+                const std::size_t cost = data.size() + protocol::max_frame_header_size;
+                self->buffered_.fetch_add(cost, std::memory_order_relaxed);
+                asio::dispatch(self->strand_, [self, type, cost, data = std::move(data),
+                                               done = std::move(done)]() mutable {
+                    self->queue_message(type, data, cost, std::move(done));
+                });
+            },
+            token, std::move(payload));
+    }
+
+    // Sends a ping; completes when it was written: handler(error_code).
+    template <class CompletionToken>
+    auto async_ping(std::string payload, CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void(std::error_code)>(
+            [self = this->shared_from_this()](auto handler, std::string data) {
+                auto done = self->template wrap<std::error_code>(std::move(handler));
+                asio::dispatch(self->strand_,
+                               [self, data = std::move(data), done = std::move(done)]() mutable {
+                                   if (self->finished_) return done(make_error_code(error::closed));
+                                   if (auto ec = self->session_.ping(data)) return done(ec);
+                                   self->control_waiters_.push_back(std::move(done));
+                                   self->flush();
+                               });
+            },
+            token, std::move(payload));
+    }
+
+    // Closes and completes when the connection has ended: handler(error_code), empty when
+    // the close handshake completed.
+    template <class CompletionToken>
+    auto async_close(std::uint16_t code, std::string reason, CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void(std::error_code)>(
+            [self = this->shared_from_this(), code](auto handler, std::string why) {
+                auto done = self->template wrap<std::error_code>(std::move(handler));
+                asio::dispatch(self->strand_, [self, code, why = std::move(why),
+                                               done = std::move(done)]() mutable {
+                    if (self->finished_) return done(self->result_.error);
+                    self->close_waiters_.push_back(std::move(done));
+                    self->request_close(code, std::move(why));
+                });
+            },
+            token, std::move(reason));
+    }
+
+    // How the connection ended; meaningful once on_close ran or async_close completed.
+    const close_info& result() const noexcept { return result_; }
+
+private:
+    struct outgoing {
+        std::string bytes;    // a whole frame: header and payload
+        std::size_t cost = 0; // what it added to buffered_
+        detail::unique_function<void(std::error_code)> done;
+        bool close_marker = false; // close() queued behind earlier messages
+        std::uint16_t close_code = 0;
+        std::string close_reason;
+    };
+
+    // Bounds what pings from a peer that does not read can pile up as pongs.
+    static constexpr std::size_t control_backlog_limit = 64U * 1024U;
+
+    // Completion handlers run on their own associated executor (for a coroutine, its own),
+    // never inside the call that started the operation.
+    template <class... Args, class Handler>
+    detail::unique_function<void(Args...)> wrap(Handler handler) {
+        return [handler = std::move(handler), strand = strand_](Args... args) mutable {
+            auto ex = asio::get_associated_executor(handler, strand);
+            asio::post(ex, [handler = std::move(handler),
+                            values = std::make_tuple(std::move(args)...)]() mutable {
+                std::apply(handler, std::move(values));
+            });
+        };
+    }
+
+    // ---- reading -----------------------------------------------------------------------
+
+    void ensure_read_buffer(std::size_t at_least) {
+        const std::size_t size = std::max(at_least, options_.read_buffer_size);
+        if (!read_buffer_ || read_capacity_ < size) {
+            read_buffer_ = std::make_unique<char[]>(size);
+            read_capacity_ = size;
+        }
+    }
+
+    void start_read(detail::unique_function<void(std::error_code, message)> done) {
+        if (handler_mode_ || read_waiter_) return done(error::operation_in_progress, message{});
+        if (finished_)
+            return done(result_.error ? result_.error : make_error_code(error::closed), message{});
+        read_waiter_ = std::move(done);
+        if (!timer_armed_) arm_timer();
+        process_input();
+    }
+
+    // While closing, input is read whatever the application asked for: the peer's close frame
+    // or its end of the transport is what completes the close.
+    bool wants_input() const noexcept {
+        return handler_mode_ || static_cast<bool>(read_waiter_) || is_closing();
+    }
+
+    void do_read() {
+        if (reading_ || finished_) return;
+        ensure_read_buffer(0);
+        reading_ = true;
+        stream_.async_read_some(
+            asio::buffer(read_buffer_.get(), read_capacity_),
+            asio::bind_executor(
+                strand_, [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                    self->on_read(ec, n);
+                }));
+    }
+
+    void on_read(std::error_code ec, std::size_t n) {
+        reading_ = false;
+        if (finished_) return;
+        if (ec) return on_transport_end(ec);
+        last_received_ = clock::now();
+        awaiting_pong_ = false; // anything from the peer proves it is alive
+        read_begin_ = 0;
+        read_end_ = n;
+        process_input();
+    }
+
+    // Feeds unparsed bytes to the session and acts on its events. Stops early only when an
+    // async_read was satisfied; the rest waits in the buffer for the next one.
+    void process_input() {
+        if (finished_) return;
+        ensure_read_buffer(0);
+        while (!finished_ && wants_input()) {
+            const auto r =
+                session_.receive(read_buffer_.get() + read_begin_, read_end_ - read_begin_);
+            read_begin_ += r.consumed;
+            if (r.ev.type == protocol::event_type::none) break;
+            on_event(r.ev);
+        }
+        if (finished_) return;
+        if (session_.pending_output().size() > control_backlog_limit)
+            return abort(make_error_code(error::control_backlog));
+        flush();
+        if (finished_) return;
+        if (read_begin_ == read_end_) {
+            read_begin_ = read_end_ = 0;
+            if (wants_input()) do_read();
+        }
+    }
+
+    void on_event(const protocol::event& ev) {
+        using protocol::event_type;
+        switch (ev.type) {
+        case event_type::message:
+        case event_type::message_end:
+            last_activity_ = clock::now();
+            if (handler_mode_) {
+                if (handlers_.on_message)
+                    handlers_.on_message(this->shared_from_this(), {ev.op, ev.data});
+            } else if (read_waiter_) {
+                auto done = std::move(read_waiter_);
+                read_waiter_ = {};
+                done(std::error_code{}, message{ev.op, std::string(ev.data)});
+            }
+            return;
+        case event_type::pong:
+            if (handlers_.on_pong) handlers_.on_pong(this->shared_from_this(), ev.data);
+            return;
+        case event_type::close:
+            // The session queued the echo (5.5.1). Messages still queued are not sent: no data
+            // may follow our close frame.
+            result_.code = ev.code;
+            result_.reason = std::string(ev.data);
+            begin_closing();
+            drop_queue(make_error_code(error::closed));
+            return;
+        case event_type::error:
+            result_.code = ev.code;
+            result_.reason = ev.error.message();
+            result_.error = ev.error;
+            begin_closing();
+            drop_queue(ev.error);
+            if (handlers_.on_error) handlers_.on_error(this->shared_from_this(), ev.error);
+            return;
+        default: return; // pings are answered by the session; partial pieces need no action
+        }
+    }
+
+    // The transport ended or failed. After our close handshake (or while draining after
+    // failing the connection) an orderly end is what we wait for.
+    void on_transport_end(std::error_code ec) {
+        const bool handshake_done = session_.state() == protocol::session_state::closed;
+        const bool failed = session_.state() == protocol::session_state::failed;
+        if (Transport::is_clean_end(ec) && (handshake_done || failed)) return finish();
+        if (!result_.error) result_.error = ec;
+        if (!handshake_done && !failed) {
+            result_.code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
+            if (!Transport::is_clean_end(ec) && handlers_.on_error)
+                handlers_.on_error(this->shared_from_this(), ec);
+        }
+        finish();
+    }
+
+    // ---- writing -----------------------------------------------------------------------
+
+    void queue_message(opcode type, std::string_view payload, std::size_t cost,
+                       detail::unique_function<void(std::error_code)> done) {
+        protocol::frame_prefix prefix;
+        std::error_code ec;
+        if (finished_ || closing_requested_)
+            ec = error::closed;
+        else
+            ec = session_.prepare_send(type, payload, true, prefix);
+        if (ec) {
+            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+            if (done) done(ec);
+            return;
+        }
+        outgoing frame;
+        frame.bytes.reserve(prefix.size + payload.size());
+        frame.bytes.append(prefix.view());
+        frame.bytes.append(payload);
+        if (prefix.masked)
+            protocol::apply_mask(&frame.bytes[prefix.size], payload.size(), prefix.key);
+        frame.cost = cost;
+        frame.done = std::move(done);
+        queue_.push_back(std::move(frame));
+        last_activity_ = clock::now();
+        flush();
+    }
+
+    void request_close(std::uint16_t code, std::string reason) {
+        if (finished_ || closing_requested_ || session_.state() != protocol::session_state::open)
+            return;
+        closing_requested_ = true;
+        begin_closing();
+        outgoing marker;
+        marker.close_marker = true;
+        marker.close_code = code;
+        marker.close_reason = std::move(reason);
+        queue_.push_back(std::move(marker));
+        if (reading_)
+            flush();
+        else
+            process_input(); // also starts reading, for the peer's close
+    }
+
+    // The peer reads too slowly for what we send: stop queueing, tell it why, and let the
+    // close deadline cut the transport if it does not read even that.
+    void fail_slow_reader() {
+        if (finished_ || session_.state() != protocol::session_state::open) return;
+        result_.error = error::send_buffer_full;
+        result_.code = static_cast<std::uint16_t>(protocol::close_code::policy_violation);
+        result_.reason = "send buffer limit";
+        drop_queue(make_error_code(error::send_buffer_full));
+        if (handlers_.on_error)
+            handlers_.on_error(this->shared_from_this(), make_error_code(error::send_buffer_full));
+        (void)session_.close(protocol::close_code::policy_violation, "send buffer limit");
+        begin_closing();
+        if (reading_)
+            flush();
+        else
+            process_input();
+    }
+
+    void drop_queue(std::error_code ec) {
+        // Frames already handed to the transport stay until their write completes.
+        while (queue_.size() > in_flight_) {
+            auto frame = std::move(queue_.back());
+            queue_.pop_back();
+            buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
+            if (frame.done) frame.done(ec);
+        }
+    }
+
+    // Starts one gathered write of everything writable: control frames first (pongs and close
+    // replies must not wait behind data), then queued messages in order, up to a close marker.
+    void flush() {
+        if (writing_ || finished_) return;
+        while (!queue_.empty() && queue_.front().close_marker) {
+            const auto code = queue_.front().close_code;
+            const auto reason = std::move(queue_.front().close_reason);
+            queue_.pop_front();
+            if (auto ec = session_.close(code, reason)) {
+                // An invalid code or reason from the application: close with 1000 instead.
+                (void)ec;
+                (void)session_.close(protocol::close_code::normal);
+            }
+            drop_queue(make_error_code(error::closed));
+        }
+        control_in_flight_.assign(session_.pending_output());
+        session_.consume_output(control_in_flight_.size());
+        for (auto& w : control_waiters_) control_waiters_in_flight_.push_back(std::move(w));
+        control_waiters_.clear();
+
+        gather_.clear();
+        if (!control_in_flight_.empty()) gather_.push_back(asio::buffer(control_in_flight_));
+        std::size_t bytes = 0;
+        in_flight_ = 0;
+        if (session_.state() == protocol::session_state::open ||
+            session_.state() == protocol::session_state::closing) {
+            for (auto& frame : queue_) {
+                if (frame.close_marker || gather_.size() >= max_gather || bytes >= max_batch) break;
+                gather_.push_back(asio::buffer(frame.bytes));
+                bytes += frame.bytes.size();
+                ++in_flight_;
+            }
+        }
+        if (gather_.empty()) {
+            if (session_.wants_transport_close()) end_transport();
+            return;
+        }
+        if (session_.state() != protocol::session_state::open) arm_close_deadline();
+        writing_ = true;
+        asio::async_write(stream_, gather_,
+                          asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                           std::error_code ec, std::size_t) {
+                              self->on_write(ec);
+                          }));
+    }
+
+    void on_write(std::error_code ec) {
+        writing_ = false;
+        if (finished_) return;
+        control_in_flight_.clear();
+        if (control_in_flight_.capacity() > 1024) std::string().swap(control_in_flight_);
+        for (std::size_t i = 0; i < in_flight_; ++i) {
+            auto frame = std::move(queue_.front());
+            queue_.pop_front();
+            buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
+            if (frame.done) frame.done(ec);
+        }
+        in_flight_ = 0;
+        for (auto& w : control_waiters_in_flight_) w(ec);
+        control_waiters_in_flight_.clear();
+        if (ec) {
+            if (!result_.error) result_.error = ec;
+            if (handlers_.on_error && session_.state() == protocol::session_state::open)
+                handlers_.on_error(this->shared_from_this(), ec);
+            return finish();
+        }
+        flush();
+    }
+
+    // Our side is done sending. RFC 6455 7.1.1: the server (or an endpoint that failed the
+    // connection) ends the TCP connection first; a client waits for the server to do so and
+    // reads until then, ending it itself only if the close deadline passes.
+    void end_transport() {
+        if (transport_ending_ || finished_) return;
+        transport_ending_ = true;
+        arm_close_deadline();
+        const bool first = session_.get_role() == protocol::role::server ||
+                           session_.state() == protocol::session_state::failed;
+        if (first) {
+            Transport::async_shutdown(
+                stream_, asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                          std::error_code) { self->drain(); }));
+        } else {
+            drain();
+        }
+    }
+
+    // Reads and discards until the peer ends the transport (or the deadline cuts it).
+    void drain() {
+        if (finished_) return;
+        read_begin_ = read_end_ = 0;
+        do_read();
+    }
+
+    void abort(std::error_code ec) {
+        if (!result_.error) result_.error = ec;
+        if (handlers_.on_error) handlers_.on_error(this->shared_from_this(), ec);
+        finish();
+    }
+
+    void finish() {
+        if (finished_) return;
+        finished_ = true;
+        mark_closing();
+        timer_.cancel();
+        Transport::close(stream_);
+        const std::error_code reason =
+            result_.error ? result_.error : make_error_code(error::closed);
+        in_flight_ = 0;
+        drop_queue(reason);
+        for (auto& w : control_waiters_) w(reason);
+        for (auto& w : control_waiters_in_flight_) w(reason);
+        control_waiters_.clear();
+        control_waiters_in_flight_.clear();
+        if (read_waiter_) {
+            auto done = std::move(read_waiter_);
+            read_waiter_ = {};
+            done(reason, message{});
+        }
+        for (auto& w : close_waiters_) w(result_.error);
+        close_waiters_.clear();
+        read_buffer_.reset();
+        read_capacity_ = 0;
+        auto handlers = std::move(handlers_);
+        handlers_ = {};
+        if (handlers.on_close) handlers.on_close(this->shared_from_this(), result_);
+    }
+
+    void mark_closing() { closing_.store(true, std::memory_order_relaxed); }
+
+    // From here on the close handshake and the transport shutdown have a deadline.
+    void begin_closing() {
+        mark_closing();
+        arm_close_deadline();
+    }
+
+    // ---- timers ------------------------------------------------------------------------
+
+    void arm_close_deadline() {
+        if (close_deadline_set_) return;
+        close_deadline_set_ = true;
+        close_deadline_ = clock::now() + options_.close_timeout;
+        arm_timer();
+    }
+
+    // One timer serves every deadline: it wakes at the earliest and re-arms. Activity does not
+    // touch the timer; a wake-up that finds the deadline moved just sleeps again.
+    void arm_timer() {
+        if (finished_) return;
+        const auto none = clock::time_point::max();
+        auto next = none;
+        if (close_deadline_set_) next = std::min(next, close_deadline_);
+        if (!is_closing()) {
+            if (options_.ping_interval.count() > 0)
+                next = std::min(next, awaiting_pong_ ? ping_sent_ + options_.pong_timeout
+                                                     : last_received_ + options_.ping_interval);
+            if (options_.idle_timeout.count() > 0)
+                next = std::min(next, last_activity_ + options_.idle_timeout);
+        }
+        if (next == none) {
+            timer_armed_ = false;
+            return;
+        }
+        timer_armed_ = true;
+        timer_.expires_at(next);
+        timer_.async_wait(
+            asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
+                if (!ec) self->on_timer();
+            }));
+    }
+
+    void on_timer() {
+        timer_armed_ = false;
+        if (finished_) return;
+        const auto now = clock::now();
+        if (close_deadline_set_ && now >= close_deadline_) {
+            // The peer did not finish the close handshake or the transport shutdown in time.
+            if (session_.state() != protocol::session_state::closed && !result_.error)
+                result_.error = error::timed_out;
+            return finish();
+        }
+        if (!is_closing() && options_.ping_interval.count() > 0) {
+            if (awaiting_pong_ && now >= ping_sent_ + options_.pong_timeout) {
+                result_.code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
+                return abort(make_error_code(error::timed_out));
+            }
+            if (!awaiting_pong_ && now >= last_received_ + options_.ping_interval) {
+                awaiting_pong_ = true;
+                ping_sent_ = now;
+                (void)session_.ping();
+                flush();
+            }
+        }
+        if (!is_closing() && options_.idle_timeout.count() > 0 &&
+            now >= last_activity_ + options_.idle_timeout)
+            request_close(static_cast<std::uint16_t>(protocol::close_code::going_away),
+                          "idle timeout");
+        arm_timer();
+    }
+
+    static constexpr std::size_t max_gather = 64;
+    static constexpr std::size_t max_batch = 1U << 20;
+
+    stream_type stream_;
+    executor_type strand_;
+    asio::steady_timer timer_;
+    connection_options options_;
+    protocol::session session_;
+    asio::ip::tcp::endpoint remote_;
+    UserData user_data_{};
+    std::string subprotocol_;
+    handlers_type handlers_;
+    bool handler_mode_ = false;
+
+    std::unique_ptr<char[]> read_buffer_;
+    std::size_t read_capacity_ = 0;
+    std::size_t read_begin_ = 0;
+    std::size_t read_end_ = 0;
+    bool reading_ = false;
+    detail::unique_function<void(std::error_code, message)> read_waiter_;
+
+    std::deque<outgoing> queue_;
+    std::size_t in_flight_ = 0;
+    std::string control_in_flight_;
+    std::vector<asio::const_buffer> gather_;
+    bool writing_ = false;
+    std::vector<detail::unique_function<void(std::error_code)>> control_waiters_;
+    std::vector<detail::unique_function<void(std::error_code)>> control_waiters_in_flight_;
+    std::vector<detail::unique_function<void(std::error_code)>> close_waiters_;
+    std::atomic<std::size_t> buffered_{0};
+    std::atomic<bool> closing_{false};
+    bool closing_requested_ = false;
+    bool transport_ending_ = false;
+    bool finished_ = false;
+    close_info result_;
+
+    bool timer_armed_ = false;
+    bool close_deadline_set_ = false;
+    bool awaiting_pong_ = false;
+    clock::time_point close_deadline_{};
+    clock::time_point ping_sent_{};
+    clock::time_point last_received_;
+    clock::time_point last_activity_;
+};
+
+} // namespace duplex

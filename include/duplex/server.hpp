@@ -1,0 +1,458 @@
+// duplex/server.hpp — a WebSocket server over any transport policy (transport::tcp, tls).
+//
+// It listens on one or more addresses, runs each new socket through the transport handshake
+// and the HTTP upgrade under a deadline, asks the application's on_upgrade hook whether to
+// accept (authenticate a token, check Origin, pick a subprotocol, fill the connection's user
+// data), answers plain HTTP requests through on_http, and then hands the socket to a
+// duplex::connection. stop() shuts down gracefully: no new connections, close 1001 to every
+// open one, and a deadline after which the rest are cut.
+//
+//   asio::io_context io;
+//   duplex::server<duplex::transport::tcp> server(io);
+//   server.handlers().on_message = [](auto& c, const duplex::message_view& m) {
+//       c->send(m.type, m.data);
+//   };
+//   server.listen("127.0.0.1", 9001);
+//   io.run(); // or on N threads
+//
+// The io_context may run on any number of threads: each connection lives on its own strand.
+#pragma once
+
+#include "connection.hpp"
+#include "protocol/handshake.hpp"
+#include "protocol/http.hpp"
+
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/write.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace duplex {
+
+struct server_options {
+    // Open connections plus handshakes in progress; past it new sockets are closed at once.
+    std::size_t max_connections = 10000;
+    // A client must complete the transport handshake and send its whole upgrade request
+    // within this time; one that connects and says nothing, or dribbles, is dropped.
+    std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
+    protocol::http_limits http{};
+    connection_options connection{};
+    bool tcp_no_delay = true; // small messages must not wait for Nagle's algorithm
+};
+
+// What the application sees of an upgrade request or plain HTTP request.
+struct request_info {
+    const protocol::http_head& head; // method, target, headers
+    const protocol::upgrade_request*
+        upgrade; // offered subprotocols, key, origin; null for plain HTTP
+    asio::ip::tcp::endpoint remote;
+
+    std::string_view path() const noexcept { return head.path(); }
+    std::optional<std::string_view> query_param(std::string_view key) const {
+        return head.query_param(key);
+    }
+    std::optional<std::string_view> header(std::string_view name) const { return head.field(name); }
+    std::optional<std::string_view> cookie(std::string_view name) const {
+        return head.cookie(name);
+    }
+    std::string_view origin() const noexcept {
+        return upgrade ? upgrade->origin : std::string_view{};
+    }
+};
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+// The application's answer to an upgrade request.
+struct upgrade_decision {
+    bool accepted = true;
+    std::string subprotocol; // one of the offered, or "" for none
+    header_list headers;     // extra response headers (101 or refusal)
+    int status = 403;        // when refused
+    std::string body;        // when refused
+
+    static upgrade_decision accept(std::string subprotocol = {}) {
+        upgrade_decision d;
+        d.subprotocol = std::move(subprotocol);
+        return d;
+    }
+    static upgrade_decision reject(int status, std::string body = {}, header_list headers = {}) {
+        upgrade_decision d;
+        d.accepted = false;
+        d.status = status;
+        d.body = std::move(body);
+        d.headers = std::move(headers);
+        return d;
+    }
+};
+
+// The answer to a plain HTTP request (a health check, a static page).
+struct http_response {
+    int status = 200;
+    std::string content_type = "text/plain; charset=utf-8";
+    std::string body;
+    header_list headers;
+};
+
+// True when `origin` is one of `allowed` (compared as ASCII case-insensitive serialized origins,
+// RFC 6454), or when it is absent and `allow_missing` (non-browser clients send no Origin).
+inline bool is_origin_allowed(std::string_view origin, const std::vector<std::string>& allowed,
+                              bool allow_missing = true) {
+    if (origin.empty()) return allow_missing;
+    for (const auto& candidate : allowed)
+        if (protocol::detail::iequals(candidate, origin)) return true;
+    return false;
+}
+
+template <class Transport, class UserData = no_user_data>
+class server {
+public:
+    using connection_type = connection<Transport, UserData>;
+    using connection_ptr = std::shared_ptr<connection_type>;
+    using context_type = typename Transport::context_type;
+
+    struct handlers_type : connection_handlers<connection_type> {
+        // Decides on each upgrade; without it every valid upgrade is accepted.
+        std::function<upgrade_decision(const request_info&, UserData&)> on_upgrade;
+        // Answers requests that are not upgrades; without it they get 426 Upgrade Required.
+        std::function<http_response(const request_info&)> on_http;
+    };
+
+    explicit server(asio::io_context& io, server_options options = {}, context_type context = {})
+        : state_(std::make_shared<state>(io, std::move(options), std::move(context))) {}
+
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    // Stops (at once: no grace period) if the application did not.
+    ~server() { state_->stop(std::chrono::milliseconds(0)); }
+
+    // Set before listen(); read on every new connection.
+    handlers_type& handlers() noexcept { return state_->handlers; }
+    const server_options& options() const noexcept { return state_->options; }
+
+    // Listens on every address `host` resolves to ("127.0.0.1", "::1", "0.0.0.0", "::",
+    // "localhost"). Port 0 picks a free port: see port().
+    std::error_code listen(const std::string& host, std::uint16_t port) {
+        return state_->listen(host, port);
+    }
+
+    // The port of the first listening socket (useful after listen(host, 0)).
+    std::uint16_t port() const { return state_->port(); }
+
+    std::size_t connection_count() const noexcept { return state_->active.load(); }
+
+    // Graceful shutdown: stop accepting, send close 1001 to every connection, wait for them up
+    // to `grace`, then cut the rest. Idempotent, safe from any thread and from handlers; the
+    // io_context runs out of work once everything is closed.
+    void stop(std::chrono::milliseconds grace = std::chrono::seconds(5)) { state_->stop(grace); }
+
+    // Calls `fn` on every open connection (from the calling thread; connections are thread-safe).
+    template <class Fn>
+    void for_each_connection(Fn&& fn) const {
+        for (auto& c : state_->snapshot()) fn(c);
+    }
+
+private:
+    struct state;
+
+    // One socket between accept and the 101 (or its refusal).
+    struct handshake : std::enable_shared_from_this<handshake> {
+        handshake(std::shared_ptr<state> s, typename Transport::stream_type st)
+            : owner(std::move(s)), stream(std::move(st)),
+              strand(asio::make_strand(stream.get_executor())), timer(strand), hs([&] {
+                  protocol::server_handshake::options o;
+                  o.limits = owner->options.http;
+                  return o;
+              }()),
+              remote(Transport::remote_endpoint(stream)) {}
+
+        std::shared_ptr<state> owner;
+        typename Transport::stream_type stream;
+        asio::strand<asio::any_io_executor> strand;
+        asio::steady_timer timer;
+        protocol::server_handshake hs;
+        asio::ip::tcp::endpoint remote;
+        std::array<char, 4096> chunk{};
+        std::string leftover;
+        std::string response;
+        UserData data{};
+        bool done = false;
+
+        void start() {
+            owner->track(this->shared_from_this());
+            timer.expires_after(owner->options.handshake_timeout);
+            timer.async_wait(
+                asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
+                    if (!ec && !self->done) self->give_up();
+                }));
+            Transport::async_handshake(
+                stream, protocol::role::server, std::string(),
+                asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
+                    if (ec) return self->give_up();
+                    self->read();
+                }));
+        }
+
+        void read() {
+            stream.async_read_some(
+                asio::buffer(chunk),
+                asio::bind_executor(
+                    strand, [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                        if (ec || self->done) return self->give_up();
+                        self->on_bytes(n);
+                    }));
+        }
+
+        void on_bytes(std::size_t n) {
+            const auto r = hs.feed(std::string_view(chunk.data(), n));
+            using st = protocol::server_handshake::state;
+            if (r.status == st::reading) return read();
+            leftover.assign(chunk.data() + r.consumed, n - r.consumed);
+            request_info info{hs.request(), nullptr, remote};
+            if (r.status == st::request_ready) {
+                info.upgrade = &hs.upgrade();
+                upgrade_decision decision;
+                if (owner->handlers.on_upgrade) decision = owner->handlers.on_upgrade(info, data);
+                if (!decision.accepted)
+                    return respond(hs.reject({decision.status, decision.body, decision.headers}));
+                protocol::accept_options accept;
+                accept.subprotocol = decision.subprotocol;
+                accept.extra_headers = decision.headers;
+                return upgrade(hs.accept(accept));
+            }
+            if (hs.has_request() && !hs.is_upgrade()) {
+                if (owner->handlers.on_http) {
+                    http_response answer = owner->handlers.on_http(info);
+                    answer.headers.emplace_back("Content-Type", answer.content_type);
+                    return respond(hs.reject({answer.status, answer.body, answer.headers}));
+                }
+                // RFC 7231 6.5.15: a 426 names the protocol to upgrade to.
+                return respond(hs.reject(
+                    {426, "This endpoint speaks WebSocket.\n", {{"Upgrade", "websocket"}}}));
+            }
+            respond(hs.refusal());
+        }
+
+        // Writes an HTTP answer, ends the transport and waits (bounded by the handshake
+        // deadline) for the peer to close, so that the answer is not lost to a reset.
+        void respond(std::string bytes) {
+            response = std::move(bytes);
+            asio::async_write(stream, asio::buffer(response),
+                              asio::bind_executor(strand, [self = this->shared_from_this()](
+                                                              std::error_code ec, std::size_t) {
+                                  if (ec) return self->give_up();
+                                  Transport::async_shutdown(
+                                      self->stream,
+                                      asio::bind_executor(self->strand, [self](std::error_code) {
+                                          self->linger();
+                                      }));
+                              }));
+        }
+
+        void linger() {
+            stream.async_read_some(
+                asio::buffer(chunk),
+                asio::bind_executor(
+                    strand, [self = this->shared_from_this()](std::error_code ec, std::size_t) {
+                        if (ec) return self->give_up();
+                        self->linger();
+                    }));
+        }
+
+        void upgrade(std::string bytes) {
+            response = std::move(bytes);
+            asio::async_write(stream, asio::buffer(response),
+                              asio::bind_executor(strand, [self = this->shared_from_this()](
+                                                              std::error_code ec, std::size_t) {
+                                  if (ec) return self->give_up();
+                                  self->open();
+                              }));
+        }
+
+        void open() {
+            done = true;
+            timer.cancel();
+            auto c = std::make_shared<connection_type>(std::move(stream), protocol::role::server,
+                                                       owner->options.connection, leftover);
+            c->data() = std::move(data);
+            c->set_subprotocol(std::string(hs.subprotocol()));
+            owner->untrack(this);
+            owner->adopt(c);
+        }
+
+        void give_up() {
+            if (done) return;
+            done = true;
+            timer.cancel();
+            Transport::close(stream);
+            owner->untrack(this);
+            owner->release();
+        }
+    };
+
+    struct state : std::enable_shared_from_this<state> {
+        state(asio::io_context& io_, server_options o, context_type c)
+            : io(io_), options(std::move(o)), context(std::move(c)), strand(asio::make_strand(io_)),
+              stop_timer(strand) {}
+
+        asio::io_context& io;
+        server_options options;
+        context_type context;
+        handlers_type handlers;
+        asio::strand<asio::io_context::executor_type> strand; // acceptors and stop()
+        std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+        asio::steady_timer stop_timer;
+        std::atomic<std::size_t> active{0}; // connections and handshakes
+        std::mutex mutex;
+        std::unordered_map<connection_type*, connection_ptr> connections;
+        std::unordered_map<handshake*, std::weak_ptr<handshake>> handshakes;
+        std::atomic<bool> stopping{false};
+
+        void track(const std::shared_ptr<handshake>& h) {
+            std::lock_guard<std::mutex> lock(mutex);
+            handshakes.emplace(h.get(), h);
+        }
+        void untrack(handshake* h) {
+            std::lock_guard<std::mutex> lock(mutex);
+            handshakes.erase(h);
+        }
+        // Handshakes still in progress when the server stops are dropped: they have no
+        // WebSocket to close politely yet.
+        void drop_handshakes() {
+            std::vector<std::shared_ptr<handshake>> pending;
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                for (auto& entry : handshakes)
+                    if (auto h = entry.second.lock()) pending.push_back(std::move(h));
+            }
+            for (auto& h : pending) asio::dispatch(h->strand, [h] { h->give_up(); });
+        }
+
+        std::error_code listen(const std::string& host, std::uint16_t port) {
+            asio::ip::tcp::resolver resolver(io);
+            std::error_code ec;
+            const auto results =
+                resolver.resolve(host, std::to_string(port), asio::ip::tcp::resolver::passive, ec);
+            if (ec) return ec;
+            std::uint16_t chosen = port;
+            for (const auto& entry : results) {
+                auto endpoint = entry.endpoint();
+                if (chosen != 0) endpoint.port(chosen);
+                auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(strand);
+                acceptor->open(endpoint.protocol(), ec);
+                if (ec) return ec;
+                acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+                if (endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+                acceptor->bind(endpoint, ec);
+                if (ec) return ec;
+                acceptor->listen(asio::socket_base::max_listen_connections, ec);
+                if (ec) return ec;
+                // With port 0 and several addresses ("localhost"), listen on one port for all.
+                chosen = acceptor->local_endpoint(ec).port();
+                acceptors.push_back(std::move(acceptor));
+                accept(*acceptors.back());
+            }
+            if (acceptors.empty()) return asio::error::host_not_found;
+            return {};
+        }
+
+        std::uint16_t port() const {
+            std::error_code ec;
+            return acceptors.empty() ? 0 : acceptors.front()->local_endpoint(ec).port();
+        }
+
+        void accept(asio::ip::tcp::acceptor& acceptor) {
+            acceptor.async_accept(
+                asio::make_strand(io),
+                asio::bind_executor(strand, [self = this->shared_from_this(), &acceptor](
+                                                std::error_code ec, asio::ip::tcp::socket socket) {
+                    if (self->stopping) return;
+                    if (!ec) self->on_accept(std::move(socket));
+                    if (ec != asio::error::operation_aborted && acceptor.is_open())
+                        self->accept(acceptor);
+                }));
+        }
+
+        void on_accept(asio::ip::tcp::socket socket) {
+            std::error_code ec;
+            if (active.load() >= options.max_connections) {
+                socket.close(ec); // cheaper than an HTTP 503 under a connection flood
+                return;
+            }
+            if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
+            ++active;
+            auto stream = Transport::make_stream(std::move(socket), context);
+            std::make_shared<handshake>(this->shared_from_this(), std::move(stream))->start();
+        }
+
+        void release() {
+            if (--active == 0 && stopping)
+                asio::post(strand,
+                           [self = this->shared_from_this()] { self->stop_timer.cancel(); });
+        }
+
+        void adopt(const connection_ptr& c) {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                connections.emplace(c.get(), c);
+            }
+            auto h = static_cast<connection_handlers<connection_type>>(handlers);
+            auto user_close = std::move(h.on_close);
+            h.on_close = [self = this->shared_from_this(), user_close](const connection_ptr& conn,
+                                                                       const close_info& info) {
+                if (user_close) user_close(conn, info);
+                {
+                    std::lock_guard<std::mutex> lock(self->mutex);
+                    self->connections.erase(conn.get());
+                }
+                self->release();
+            };
+            c->start(std::move(h));
+            // A stop() that ran while this connection was still in its handshake missed it.
+            if (stopping) c->close(protocol::close_code::going_away, "server shutting down");
+        }
+
+        std::vector<connection_ptr> snapshot() {
+            std::lock_guard<std::mutex> lock(mutex);
+            std::vector<connection_ptr> out;
+            out.reserve(connections.size());
+            for (auto& entry : connections) out.push_back(entry.second);
+            return out;
+        }
+
+        void stop(std::chrono::milliseconds grace) {
+            if (stopping.exchange(true)) return;
+            asio::dispatch(strand, [self = this->shared_from_this(), grace] {
+                std::error_code ec;
+                for (auto& a : self->acceptors) a->close(ec);
+                self->drop_handshakes();
+                for (auto& c : self->snapshot())
+                    c->close(protocol::close_code::going_away, "server shutting down");
+                if (self->active.load() == 0) return;
+                self->stop_timer.expires_after(grace);
+                self->stop_timer.async_wait([self](std::error_code) {
+                    // The grace period is over (or everything closed): cut what remains.
+                    for (auto& c : self->snapshot()) c->terminate();
+                });
+            });
+        }
+    };
+
+    std::shared_ptr<state> state_;
+};
+
+} // namespace duplex

@@ -1,0 +1,79 @@
+// duplex/transport/tcp.hpp — the plain TCP transport policy (ws://), and the policy contract.
+//
+// duplex's connection, server and client are templates over a transport policy: a struct of
+// types and static functions that says how bytes move, and nothing about WebSocket. To add a
+// transport (a unix-domain socket, a QUIC stream, an in-memory pipe), write a struct like `tcp`:
+//
+//   using stream_type          An AsyncReadStream + AsyncWriteStream (async_read_some,
+//                              async_write_some, get_executor). Connections own one.
+//   using context_type         State shared by every connection of one server or client
+//                              (TLS: the asio::ssl::context). Default-constructible or not.
+//   static constexpr bool is_secure      true when the scheme is wss://
+//
+//   static stream_type make_stream(asio::ip::tcp::socket&& connected, context_type&)
+//       Wraps a connected (or accepted) TCP socket. Only server and client need this.
+//   static void async_handshake(stream_type&, protocol::role, const std::string& host,
+//                               Handler&& handler)           handler(std::error_code)
+//       Runs the transport's own handshake after connect/accept (TLS; a no-op for TCP).
+//       `host` is the name the client connected to: for SNI and certificate checks.
+//   static void async_shutdown(stream_type&, Handler&& handler)  handler(std::error_code)
+//       Ends the outgoing direction gracefully (TLS close_notify; TCP FIN).
+//   static void close(stream_type&) noexcept
+//       Releases the transport at once. Idempotent, never throws.
+//   static bool is_clean_end(const std::error_code&) noexcept
+//       Whether a read error after the close handshake is an orderly end (EOF; for TLS also a
+//       truncated stream, which many peers produce after the WebSocket close).
+//   static asio::ip::tcp::endpoint remote_endpoint(const stream_type&) noexcept
+//       The peer's address, or a default endpoint when the transport has none.
+#pragma once
+
+#include "../protocol/session.hpp"
+
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace duplex::transport {
+
+struct tcp {
+    using stream_type = asio::ip::tcp::socket;
+    struct context_type {};
+    static constexpr bool is_secure = false;
+
+    static stream_type make_stream(asio::ip::tcp::socket&& connected, context_type&) {
+        return std::move(connected);
+    }
+
+    template <class Handler>
+    static void async_handshake(stream_type& stream, protocol::role, const std::string&,
+                                Handler&& handler) {
+        asio::post(stream.get_executor(),
+                   [h = std::forward<Handler>(handler)]() mutable { h(std::error_code{}); });
+    }
+
+    template <class Handler>
+    static void async_shutdown(stream_type& stream, Handler&& handler) {
+        std::error_code ec;
+        stream.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        asio::post(stream.get_executor(),
+                   [h = std::forward<Handler>(handler), ec]() mutable { h(ec); });
+    }
+
+    static void close(stream_type& stream) noexcept {
+        std::error_code ignored;
+        stream.close(ignored);
+    }
+
+    static bool is_clean_end(const std::error_code& ec) noexcept { return ec == asio::error::eof; }
+
+    static asio::ip::tcp::endpoint remote_endpoint(const stream_type& stream) noexcept {
+        std::error_code ec;
+        auto endpoint = stream.remote_endpoint(ec);
+        return ec ? asio::ip::tcp::endpoint{} : endpoint;
+    }
+};
+
+} // namespace duplex::transport

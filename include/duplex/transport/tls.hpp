@@ -1,0 +1,278 @@
+// duplex/transport/tls.hpp — the TLS transport policy (wss://) over OpenSSL.
+//
+// `tls` follows the policy contract written at the top of tcp.hpp. It runs TLS 1.2+ over an
+// asio::ssl::stream<asio::ip::tcp::socket> and is secure by default: a client context made by
+// tls::client_context() verifies the server's certificate against the system CA store, and
+// tls::async_handshake checks the certificate names the host the client connected to, and
+// sends that host as SNI. Turning verification off takes a function whose name says so
+// (tls::client_context_insecure()), never a bare `false`.
+//
+// This header needs OpenSSL (1.1.1 or later) and is not included by duplex.hpp unless
+// DUPLEX_ENABLE_TLS is defined; the CMake target duplex::tls defines it and links OpenSSL, so
+// that plain ws:// users never need OpenSSL. Including this header directly always works.
+//
+// Errors: the context factories run at setup time, from configuration (file names), never on
+// input from the network. Each has a throwing form (asio::system_error, whose what() names the
+// OpenSSL failure) and a form taking std::error_code& that returns an empty context instead.
+#pragma once
+
+#include "../protocol/session.hpp"
+
+#include <asio/associated_executor.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/ssl.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#if OPENSSL_VERSION_NUMBER < 0x10101000L
+#error "duplex/transport/tls.hpp needs OpenSSL 1.1.1 or later"
+#endif
+
+namespace duplex::transport {
+
+struct tls {
+    using stream_type = asio::ssl::stream<asio::ip::tcp::socket>;
+    static constexpr bool is_secure = true;
+
+    // State shared by every connection of one server or client: the OpenSSL context
+    // (certificates, trust store, protocol versions). Held by shared_ptr so that a user can
+    // bring a context they configured themselves: `tls::context_type{my_shared_ptr}`.
+    // The context must outlive every stream made from it (OpenSSL keeps the SSL_CTX alive,
+    // but Asio keeps callbacks, such as a password callback, in the asio::ssl::context).
+    struct context_type {
+        std::shared_ptr<asio::ssl::context> ssl;
+
+        // Empty: what the error_code factories return on failure. Not usable by make_stream.
+        context_type() = default;
+        explicit context_type(std::shared_ptr<asio::ssl::context> context)
+            : ssl(std::move(context)) {}
+
+        explicit operator bool() const noexcept { return ssl != nullptr; }
+        asio::ssl::context& native() const noexcept { return *ssl; }
+
+        // Trusts the CA certificate(s) in a PEM file in addition to the system store, e.g. a
+        // self-signed certificate in tests or a private CA.
+        void load_verify_file(const std::string& pem_file, std::error_code& ec) {
+            ec = {};
+            if (!ssl) {
+                ec = asio::error::invalid_argument;
+                return;
+            }
+            ssl->load_verify_file(pem_file, ec);
+        }
+        void load_verify_file(const std::string& pem_file) {
+            std::error_code ec;
+            load_verify_file(pem_file, ec);
+            if (ec) throw asio::system_error(ec, "duplex::tls load_verify_file");
+        }
+    };
+
+    // A client context that verifies the peer: TLS 1.2+, the system's default CA paths.
+    // Add private CAs with load_verify_file.
+    static context_type client_context(std::error_code& ec) {
+        auto context = make_context(asio::ssl::context::tls_client, ec);
+        if (ec) return {};
+        context.ssl->set_default_verify_paths(ec);
+        if (!ec) context.ssl->set_verify_mode(asio::ssl::verify_peer, ec);
+        return ec ? context_type{} : context;
+    }
+    static context_type client_context() {
+        std::error_code ec;
+        auto context = client_context(ec);
+        if (ec) throw asio::system_error(ec, "duplex::tls::client_context");
+        return context;
+    }
+
+    // A client context that accepts any certificate from anyone: encrypted, not authenticated,
+    // so open to a man in the middle. For tests and for peers pinned by other means only.
+    // SNI is still sent.
+    static context_type client_context_insecure(std::error_code& ec) {
+        auto context = make_context(asio::ssl::context::tls_client, ec);
+        if (ec) return {};
+        context.ssl->set_verify_mode(asio::ssl::verify_none, ec);
+        return ec ? context_type{} : context;
+    }
+    static context_type client_context_insecure() {
+        std::error_code ec;
+        auto context = client_context_insecure(ec);
+        if (ec) throw asio::system_error(ec, "duplex::tls::client_context_insecure");
+        return context;
+    }
+
+    // A server context: TLS 1.2+, a PEM certificate chain (leaf first) and its PEM private key.
+    static context_type server_context(const std::string& cert_chain_file,
+                                       const std::string& private_key_file, std::error_code& ec) {
+        auto context = make_context(asio::ssl::context::tls_server, ec);
+        if (ec) return {};
+        context.ssl->set_options(asio::ssl::context::single_dh_use, ec);
+#ifdef SSL_OP_NO_RENEGOTIATION
+        // Client-initiated renegotiation costs the server a handshake per request: a cheap DoS.
+        if (!ec) ::SSL_CTX_set_options(context.ssl->native_handle(), SSL_OP_NO_RENEGOTIATION);
+#endif
+        if (!ec) context.ssl->use_certificate_chain_file(cert_chain_file, ec);
+        if (!ec) context.ssl->use_private_key_file(private_key_file, asio::ssl::context::pem, ec);
+        if (!ec && ::SSL_CTX_check_private_key(context.ssl->native_handle()) != 1)
+            ec = last_ssl_error();
+        return ec ? context_type{} : context;
+    }
+    static context_type server_context(const std::string& cert_chain_file,
+                                       const std::string& private_key_file) {
+        std::error_code ec;
+        auto context = server_context(cert_chain_file, private_key_file, ec);
+        if (ec) throw asio::system_error(ec, "duplex::tls::server_context");
+        return context;
+    }
+
+    // Precondition: `context` is not empty (a server or client checks this when it is made);
+    // an empty one throws std::invalid_argument here rather than dereferencing null.
+    static stream_type make_stream(asio::ip::tcp::socket&& connected, context_type& context) {
+        if (!context) throw std::invalid_argument("duplex::tls: empty context_type");
+        return stream_type(std::move(connected), *context.ssl);
+    }
+
+    // Client: sends SNI (except for IP literals, RFC 6066 section 3) and, when the context
+    // verifies peers, requires the certificate to name `host` (RFC 6125 rules via OpenSSL's
+    // X509_check_host: no partial wildcards; an IP literal must match an IP SAN). An empty
+    // host with verification on fails with asio::error::invalid_argument: there would be
+    // nothing to check the certificate against. Server: the server side of the handshake.
+    //
+    // The name check is OpenSSL's own (SSL_set1_host) rather than a verify callback such as
+    // asio::ssl::host_name_verification, so a mismatch is reported by SSL_get_verify_result as
+    // X509_V_ERR_HOSTNAME_MISMATCH, and a verify callback the user put on their own context is
+    // left in place.
+    template <class Handler>
+    static void async_handshake(stream_type& stream, protocol::role role, const std::string& host,
+                                Handler&& handler) {
+        if (role == protocol::role::server) {
+            stream.async_handshake(asio::ssl::stream_base::server, std::forward<Handler>(handler));
+            return;
+        }
+        std::error_code ec = prepare_client(stream.native_handle(), host);
+        if (ec) {
+            post_completion(stream.get_executor(), std::forward<Handler>(handler), ec);
+            return;
+        }
+        stream.async_handshake(asio::ssl::stream_base::client, std::forward<Handler>(handler));
+    }
+
+    // Sends close_notify, then ends the TCP send direction. Asio's TLS shutdown also waits for
+    // the peer's close_notify, and a peer that never sends one (nor closes TCP) would keep it
+    // pending forever: the caller MUST bound it with a timer and call close() when the timer
+    // fires, which completes it with operation_aborted. A read may be pending at the same time
+    // (Asio serialises the two on the stream); it completes with eof on the peer's
+    // close_notify. The peer ending the TCP connection instead of answering (eof or a
+    // truncated stream) counts as success: our close_notify went out and the peer is gone.
+    template <class Handler>
+    static void async_shutdown(stream_type& stream, Handler&& handler) {
+        auto executor = asio::get_associated_executor(handler, stream.get_executor());
+        stream.async_shutdown(asio::bind_executor(
+            executor, [&stream, h = std::forward<Handler>(handler)](std::error_code ec) mutable {
+                std::error_code ignored;
+                stream.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+                if (is_clean_end(ec)) ec = {};
+                h(ec);
+            }));
+    }
+
+    static void close(stream_type& stream) noexcept {
+        std::error_code ignored;
+        stream.lowest_layer().close(ignored);
+    }
+
+    // After the WebSocket close handshake many peers (browsers among them) close TCP without a
+    // TLS close_notify. The WebSocket close frames already said goodbye, so that truncation is
+    // an orderly end, as is eof (the peer's close_notify).
+    static bool is_clean_end(const std::error_code& ec) noexcept {
+        return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+    }
+
+    static asio::ip::tcp::endpoint remote_endpoint(const stream_type& stream) noexcept {
+        std::error_code ec;
+        auto endpoint = stream.next_layer().remote_endpoint(ec);
+        return ec ? asio::ip::tcp::endpoint{} : endpoint;
+    }
+
+private:
+    static std::error_code last_ssl_error() {
+        const unsigned long code = ::ERR_get_error();
+        if (code == 0) return asio::ssl::error::unspecified_system_error;
+        return {static_cast<int>(code), asio::error::get_ssl_category()};
+    }
+
+    static context_type make_context(asio::ssl::context::method method, std::error_code& ec) {
+        ec = {};
+        std::shared_ptr<asio::ssl::context> context;
+        try {
+            context = std::make_shared<asio::ssl::context>(method);
+        } catch (const asio::system_error& e) {
+            ec = e.code();
+            return {};
+        }
+        // The no_* options keep the protocol floor even where the minimum version is not
+        // honoured; the minimum version also covers protocols added after these flags.
+        context->set_options(asio::ssl::context::default_workarounds |
+                                 asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                                 asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1,
+                             ec);
+        if (ec) return {};
+        SSL_CTX* native = context->native_handle();
+        if (::SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1) {
+            ec = last_ssl_error();
+            return {};
+        }
+        // Idle connections give their TLS read/write buffers (~34 KiB each) back.
+        ::SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+        return context_type{std::move(context)};
+    }
+
+    // Sets SNI and the expected peer name on a client SSL object before its handshake.
+    static std::error_code prepare_client(SSL* ssl, const std::string& host) {
+        // A URL's host may be an IPv6 literal in brackets or a fully qualified name with a
+        // trailing dot; SNI and certificates carry neither.
+        std::string name = host;
+        if (name.size() >= 2 && name.front() == '[' && name.back() == ']')
+            name = name.substr(1, name.size() - 2);
+        if (!name.empty() && name.back() == '.') name.pop_back();
+
+        std::error_code not_ip;
+        (void)asio::ip::make_address(name, not_ip);
+        const bool is_ip = !name.empty() && !not_ip;
+        const bool verify = (::SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0;
+
+        ::ERR_clear_error();
+        if (!is_ip && !name.empty() && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1)
+            return last_ssl_error();
+        if (!verify) return {};
+        if (name.empty()) return asio::error::invalid_argument;
+        if (is_ip) {
+            if (::X509_VERIFY_PARAM_set1_ip_asc(::SSL_get0_param(ssl), name.c_str()) != 1)
+                return last_ssl_error();
+        } else {
+            ::SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            if (::SSL_set1_host(ssl, name.c_str()) != 1) return last_ssl_error();
+        }
+        return {};
+    }
+
+    // Completes `handler` with `ec` as Asio's own operations do: posted to the stream's
+    // executor (never inline), then run on the handler's associated executor.
+    template <class Executor, class Handler>
+    static void post_completion(const Executor& io_executor, Handler&& handler,
+                                std::error_code ec) {
+        auto executor = asio::get_associated_executor(handler, io_executor);
+        asio::post(io_executor, asio::bind_executor(executor, [h = std::forward<Handler>(handler),
+                                                               ec]() mutable { h(ec); }));
+    }
+};
+
+} // namespace duplex::transport
