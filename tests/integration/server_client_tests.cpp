@@ -1,0 +1,714 @@
+// Server and client over real sockets on 127.0.0.1: handshakes, hooks, refusals, timeouts,
+// backpressure, shutdown, reconnects, many connections and several io threads. Every wait is
+// bounded, so a bug fails a test instead of hanging the run.
+#include "../unit/catch.hpp"
+
+#include <duplex/duplex.hpp>
+
+#include <asio/connect.hpp>
+#include <asio/io_context.hpp>
+#include <asio/read_until.hpp>
+#include <asio/use_future.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using duplex::error;
+using duplex::opcode;
+using tcp_server = duplex::server<duplex::transport::tcp>;
+using tcp_connection = duplex::connection<duplex::transport::tcp>;
+
+namespace {
+
+// An io_context running on `threads` threads for the life of the test.
+struct io_runner {
+    explicit io_runner(unsigned threads = 1) : work(asio::make_work_guard(io)) {
+        for (unsigned i = 0; i < threads; ++i) pool.emplace_back([this] { io.run(); });
+    }
+    ~io_runner() {
+        work.reset();
+        io.stop();
+        for (auto& t : pool) t.join();
+    }
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work;
+    std::vector<std::thread> pool;
+};
+
+// Waits for a condition set from io threads, for at most `limit`.
+struct event_counter {
+    std::mutex m;
+    std::condition_variable cv;
+    int count = 0;
+    void notify() {
+        std::lock_guard<std::mutex> lock(m);
+        ++count;
+        cv.notify_all();
+    }
+    bool wait_for_count(int n, std::chrono::milliseconds limit = 5s) {
+        std::unique_lock<std::mutex> lock(m);
+        return cv.wait_for(lock, limit, [&] { return count >= n; });
+    }
+};
+
+std::string url_for(const tcp_server& server, std::string_view path = "/") {
+    return "ws://127.0.0.1:" + std::to_string(server.port()) + std::string(path);
+}
+
+template <class Server>
+void listen_or_fail(Server& server) {
+    REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    REQUIRE(server.port() != 0);
+}
+
+std::shared_ptr<tcp_connection> connect(asio::io_context& io, const std::string& url,
+                                        duplex::client_options options = {}) {
+    return duplex::async_connect<duplex::transport::tcp>(io.get_executor(), url, options,
+                                                         asio::use_future)
+        .get();
+}
+
+// A blocking socket that speaks raw bytes: for peers that misbehave on purpose.
+struct raw_peer {
+    asio::io_context io;
+    asio::ip::tcp::socket socket{io};
+    explicit raw_peer(std::uint16_t port) {
+        socket.connect({asio::ip::make_address("127.0.0.1"), port});
+    }
+    void send(std::string_view bytes) { asio::write(socket, asio::buffer(bytes)); }
+    // Reads until the peer closes or `limit` passes; returns what arrived.
+    std::string read_all(std::chrono::milliseconds limit = 3s) {
+        std::string out;
+        socket.non_blocking(true);
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        char buf[4096];
+        while (std::chrono::steady_clock::now() < deadline) {
+            std::error_code ec;
+            const std::size_t n = socket.read_some(asio::buffer(buf), ec);
+            if (ec == asio::error::would_block) {
+                std::this_thread::sleep_for(5ms);
+                continue;
+            }
+            if (ec) {
+                closed = true;
+                break;
+            }
+            out.append(buf, n);
+        }
+        return out;
+    }
+    bool closed = false;
+};
+
+const std::string valid_upgrade = "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                  "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+void echo_messages(tcp_server& server) {
+    server.handlers().on_message = [](const auto& c, const duplex::message_view& m) {
+        c->send(m.type, m.data);
+    };
+}
+
+} // namespace
+
+TEST_CASE("RFC 6455 4: echo over real sockets with futures, text and binary of many sizes",
+          "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    echo_messages(server);
+    listen_or_fail(server);
+
+    auto c = connect(runner.io, url_for(server));
+    REQUIRE(c);
+    for (std::size_t size : {0U, 1U, 125U, 126U, 65535U, 65536U, 1U << 20}) {
+        for (opcode type : {opcode::text, opcode::binary}) {
+            std::string payload(size, type == opcode::text ? 'a' : '\x9c');
+            c->async_send(type, payload, asio::use_future).get();
+            const duplex::message reply = c->async_read(asio::use_future).get();
+            CHECK(reply.type == type);
+            CHECK(reply.data == payload);
+        }
+    }
+    c->async_ping("are you there", asio::use_future).get();
+    c->async_close(1000, "done", asio::use_future).get();
+    CHECK(c->result().code == 1000);
+    CHECK_FALSE(c->result().error);
+}
+
+TEST_CASE("Completion handlers: plain callbacks run on the connection's strand", "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    echo_messages(server);
+    listen_or_fail(server);
+
+    std::promise<std::string> got;
+    duplex::async_connect<duplex::transport::tcp>(
+        runner.io.get_executor(), url_for(server), {},
+        [&](std::error_code ec, std::shared_ptr<tcp_connection> c) {
+            REQUIRE_FALSE(ec);
+            c->async_send(opcode::text, "callback", [c, &got](std::error_code send_ec) {
+                REQUIRE_FALSE(send_ec);
+                c->async_read([c, &got](std::error_code read_ec, duplex::message m) {
+                    REQUIRE_FALSE(read_ec);
+                    got.set_value(m.data);
+                    c->close();
+                });
+            });
+        });
+    auto future = got.get_future();
+    REQUIRE(future.wait_for(5s) == std::future_status::ready);
+    CHECK(future.get() == "callback");
+}
+
+TEST_CASE("A second async_read while one is pending fails with operation_in_progress",
+          "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    listen_or_fail(server);
+    auto c = connect(runner.io, url_for(server));
+    auto first = c->async_read(asio::use_future);
+    auto second = c->async_read(asio::use_future);
+    REQUIRE(second.wait_for(5s) == std::future_status::ready);
+    try {
+        second.get();
+        FAIL("expected an error");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == error::operation_in_progress);
+    }
+    c->close();
+    REQUIRE(first.wait_for(5s) == std::future_status::ready);
+    CHECK_THROWS(first.get()); // the read ends with the connection
+}
+
+TEST_CASE("Upgrade hook sees path, query, headers, cookies and peer; picks the subprotocol and "
+          "fills user data",
+          "[integration]") {
+    struct user {
+        std::string name;
+    };
+    io_runner runner;
+    duplex::server<duplex::transport::tcp, user> server(runner.io);
+    std::promise<std::string> seen;
+    server.handlers().on_upgrade = [](const duplex::request_info& req, user& u) {
+        if (req.path() != "/room" ||
+            req.query_param("token") != std::optional<std::string_view>("s3cret"))
+            return duplex::upgrade_decision::reject(401, "bad token");
+        CHECK(req.header("X-Trace") == std::optional<std::string_view>("42"));
+        CHECK(req.cookie("session") == std::optional<std::string_view>("abc"));
+        CHECK(req.remote.address().to_string() == "127.0.0.1");
+        CHECK(req.upgrade->subprotocols.size() == 2);
+        u.name = std::string(*req.query_param("name"));
+        return duplex::upgrade_decision::accept("chat.v1");
+    };
+    server.handlers().on_message = [&](const auto& c, const duplex::message_view&) {
+        seen.set_value(c->data().name + "/" + c->subprotocol());
+    };
+    listen_or_fail(server);
+
+    duplex::client_options options;
+    options.subprotocols = {"chat.v2", "chat.v1"};
+    options.headers = {{"X-Trace", "42"}, {"Cookie", "session=abc; other=1"}};
+    auto c = connect(
+        runner.io,
+        "ws://127.0.0.1:" + std::to_string(server.port()) + "/room?name=ada&token=s3cret", options);
+    CHECK(c->subprotocol() == "chat.v1");
+    c->send_text("hi");
+    auto future = seen.get_future();
+    REQUIRE(future.wait_for(5s) == std::future_status::ready);
+    CHECK(future.get() == "ada/chat.v1");
+
+    // The same hook refuses a wrong token with 401, before any WebSocket frame.
+    try {
+        connect(runner.io, "ws://127.0.0.1:" + std::to_string(server.port()) + "/room?token=no",
+                options);
+        FAIL("expected a refusal");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == error::bad_status);
+    }
+    raw_peer raw(server.port());
+    raw.send("GET /room?token=no HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: "
+             "Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: "
+             "13\r\n\r\n");
+    const std::string answer = raw.read_all();
+    CHECK(answer.rfind("HTTP/1.1 401 ", 0) == 0);
+    CHECK(answer.find("bad token") != std::string::npos);
+}
+
+TEST_CASE("Origin allow-list helper", "[integration]") {
+    const std::vector<std::string> allowed = {"https://app.example", "http://localhost:8080"};
+    CHECK(duplex::is_origin_allowed("https://app.example", allowed));
+    CHECK(duplex::is_origin_allowed("HTTPS://APP.EXAMPLE", allowed));
+    CHECK_FALSE(duplex::is_origin_allowed("https://evil.example", allowed));
+    CHECK(duplex::is_origin_allowed("", allowed));
+    CHECK_FALSE(duplex::is_origin_allowed("", allowed, false));
+}
+
+TEST_CASE("Plain HTTP goes to on_http; without it a request gets 426 with Upgrade: websocket",
+          "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    listen_or_fail(server);
+    {
+        raw_peer raw(server.port());
+        raw.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        const std::string answer = raw.read_all();
+        CHECK(answer.rfind("HTTP/1.1 426 ", 0) == 0);
+        CHECK(answer.find("Upgrade: websocket\r\n") != std::string::npos);
+    }
+    tcp_server with_http(runner.io);
+    with_http.handlers().on_http = [](const duplex::request_info& req) {
+        duplex::http_response r;
+        if (req.path() == "/health") {
+            r.content_type = "application/json";
+            r.body = R"({"status":"ok"})";
+        } else {
+            r.status = 404;
+            r.body = "not found";
+        }
+        return r;
+    };
+    listen_or_fail(with_http);
+    raw_peer health(with_http.port());
+    health.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string ok = health.read_all();
+    CHECK(ok.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(ok.find("Content-Type: application/json\r\n") != std::string::npos);
+    CHECK(ok.find(R"({"status":"ok"})") != std::string::npos);
+    raw_peer missing(with_http.port());
+    missing.send("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(missing.read_all().rfind("HTTP/1.1 404 ", 0) == 0);
+}
+
+TEST_CASE("RFC 6455 4.2.1 and 4.4: malformed upgrades are refused with the right status",
+          "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    listen_or_fail(server);
+    auto answer_to = [&](const std::string& request) {
+        raw_peer raw(server.port());
+        raw.send(request);
+        return raw.read_all();
+    };
+    SECTION("a bad key is 400") {
+        std::string r = valid_upgrade;
+        r.replace(r.find("dGhlIHNhbXBsZSBub25jZQ=="), 24, "short");
+        CHECK(answer_to(r).rfind("HTTP/1.1 400 ", 0) == 0);
+    }
+    SECTION("a wrong version is 426 with Sec-WebSocket-Version: 13") {
+        std::string r = valid_upgrade;
+        r.replace(r.find("Version: 13"), 11, "Version: 8");
+        const std::string answer = answer_to(r);
+        CHECK(answer.rfind("HTTP/1.1 426 ", 0) == 0);
+        CHECK(answer.find("Sec-WebSocket-Version: 13\r\n") != std::string::npos);
+    }
+    SECTION("HTTP/1.0 is refused with a 4xx") {
+        std::string r = valid_upgrade;
+        r.replace(r.find("HTTP/1.1"), 8, "HTTP/1.0");
+        CHECK(answer_to(r).rfind("HTTP/1.1 4", 0) == 0);
+    }
+    SECTION("a POST is refused with a 4xx") {
+        std::string r = valid_upgrade;
+        r.replace(0, 3, "POST");
+        CHECK(answer_to(r).rfind("HTTP/1.1 4", 0) == 0);
+    }
+    SECTION("garbage is 400") {
+        CHECK(answer_to("\x16\x03\x01 hello\r\n\r\n").rfind("HTTP/1.1 400 ", 0) == 0);
+    }
+    SECTION("a head over the limit is 431") {
+        std::string r = "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n";
+        CHECK(answer_to(r).rfind("HTTP/1.1 431 ", 0) == 0);
+    }
+}
+
+TEST_CASE("Handshake timeout: a client that sends nothing, or dribbles, is dropped",
+          "[integration][timeout]") {
+    io_runner runner;
+    duplex::server_options options;
+    options.handshake_timeout = 200ms;
+    tcp_server server(runner.io, options);
+    listen_or_fail(server);
+    raw_peer silent(server.port());
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(silent.read_all(3s).empty());
+    CHECK(silent.closed);
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+
+    // One byte every 20 ms: the 200 ms deadline passes long before the head is complete, and
+    // the server cuts the connection while the client is still writing.
+    raw_peer dribbler(server.port());
+    const auto dribble_start = std::chrono::steady_clock::now();
+    std::error_code write_error;
+    for (char ch : std::string("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")) {
+        asio::write(dribbler.socket, asio::buffer(&ch, 1), write_error);
+        if (write_error) break;
+        std::this_thread::sleep_for(20ms);
+    }
+    if (!write_error) dribbler.read_all(3s);
+    CHECK((write_error || dribbler.closed));
+    CHECK(std::chrono::steady_clock::now() - dribble_start < 2s);
+}
+
+TEST_CASE("Keepalive: a peer that never answers pings is dropped with timed_out",
+          "[integration][timeout]") {
+    io_runner runner;
+    duplex::server_options options;
+    options.connection.ping_interval = 100ms;
+    options.connection.pong_timeout = 150ms;
+    tcp_server server(runner.io, options);
+    std::promise<duplex::close_info> closed;
+    server.handlers().on_close = [&](const auto&, const duplex::close_info& info) {
+        closed.set_value(info);
+    };
+    listen_or_fail(server);
+    raw_peer mute(server.port());
+    mute.send(valid_upgrade); // then never reads nor answers
+    auto future = closed.get_future();
+    REQUIRE(future.wait_for(3s) == std::future_status::ready);
+    const auto info = future.get();
+    CHECK(info.error == error::timed_out);
+    CHECK(info.code == 1006);
+}
+
+TEST_CASE("Keepalive: a responsive client stays connected through many ping intervals",
+          "[integration][timeout]") {
+    io_runner runner;
+    duplex::server_options options;
+    options.connection.ping_interval = 50ms;
+    options.connection.pong_timeout = 100ms;
+    tcp_server server(runner.io, options);
+    std::atomic<int> closes{0};
+    server.handlers().on_close = [&](const auto&, const duplex::close_info&) { ++closes; };
+    echo_messages(server);
+    listen_or_fail(server);
+    auto c = connect(runner.io, url_for(server));
+    duplex::connection_handlers<tcp_connection> h;
+    c->start(h); // reading: the session answers the server's pings
+    std::this_thread::sleep_for(600ms);
+    CHECK(closes.load() == 0);
+    CHECK(server.connection_count() == 1);
+    c->close();
+}
+
+TEST_CASE("Idle timeout closes a connection with 1001 when no message moves",
+          "[integration][timeout]") {
+    io_runner runner;
+    duplex::server_options options;
+    options.connection.idle_timeout = 150ms;
+    tcp_server server(runner.io, options);
+    listen_or_fail(server);
+    auto c = connect(runner.io, url_for(server));
+    std::promise<duplex::close_info> closed;
+    duplex::connection_handlers<tcp_connection> h;
+    h.on_close = [&](const auto&, const duplex::close_info& info) { closed.set_value(info); };
+    c->start(h);
+    auto future = closed.get_future();
+    REQUIRE(future.wait_for(3s) == std::future_status::ready);
+    CHECK(future.get().code == 1001);
+}
+
+TEST_CASE("Backpressure: a reader that stops reading hits the high-water mark, then the limit",
+          "[integration][backpressure]") {
+    io_runner runner;
+    duplex::server_options options;
+    options.connection.send_buffer_high_water = 256U << 10;
+    options.connection.send_buffer_limit = 1U << 20;
+    options.connection.close_timeout = 300ms;
+    tcp_server server(runner.io, options);
+    std::vector<duplex::send_status> statuses;
+    std::size_t most_buffered = 0;
+    std::promise<duplex::close_info> closed;
+    server.handlers().on_open = [&](const auto& c) {
+        const std::string chunk(64U << 10, 'z');
+        for (int i = 0; i < 200; ++i) {
+            const auto status = c->send_binary(chunk);
+            most_buffered = std::max(most_buffered, c->buffered_amount());
+            statuses.push_back(status);
+            if (status == duplex::send_status::dropped) break;
+        }
+    };
+    server.handlers().on_close = [&](const auto&, const duplex::close_info& info) {
+        closed.set_value(info);
+    };
+    listen_or_fail(server);
+    raw_peer stalled(server.port());
+    stalled.send(valid_upgrade); // and never reads
+    auto future = closed.get_future();
+    REQUIRE(future.wait_for(5s) == std::future_status::ready);
+    const auto info = future.get();
+    CHECK(info.error == error::send_buffer_full);
+    REQUIRE(!statuses.empty());
+    CHECK(statuses.front() == duplex::send_status::ok);
+    CHECK(std::find(statuses.begin(), statuses.end(), duplex::send_status::backpressure) !=
+          statuses.end());
+    CHECK(statuses.back() == duplex::send_status::dropped);
+    CHECK(most_buffered <= options.connection.send_buffer_limit);
+}
+
+TEST_CASE("Backpressure: buffered_amount drains to zero once the peer reads", "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    echo_messages(server);
+    listen_or_fail(server);
+    auto c = connect(runner.io, url_for(server));
+    for (int i = 0; i < 50; ++i)
+        CHECK(c->send_binary(std::string(10000, 'q')) == duplex::send_status::ok);
+    for (int i = 0; i < 50; ++i) CHECK(c->async_read(asio::use_future).get().data.size() == 10000);
+    CHECK(c->buffered_amount() == 0);
+    c->close();
+}
+
+TEST_CASE("RFC 6455 7.1.2: a server-initiated close reaches the client with code and reason",
+          "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    server.handlers().on_open = [](const auto& c) { c->close(4001, "bye now"); };
+    listen_or_fail(server);
+    auto c = connect(runner.io, url_for(server));
+    std::promise<duplex::close_info> closed;
+    duplex::connection_handlers<tcp_connection> h;
+    h.on_close = [&](const auto&, const duplex::close_info& info) { closed.set_value(info); };
+    c->start(h);
+    auto future = closed.get_future();
+    REQUIRE(future.wait_for(3s) == std::future_status::ready);
+    const auto info = future.get();
+    CHECK(info.code == 4001);
+    CHECK(info.reason == "bye now");
+    CHECK_FALSE(info.error);
+}
+
+TEST_CASE("RFC 6455 7.1.7: a protocol error from the client is answered with 1002 and a close",
+          "[integration]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    std::promise<std::error_code> failed;
+    server.handlers().on_error = [&](const auto&, std::error_code ec) { failed.set_value(ec); };
+    listen_or_fail(server);
+    raw_peer bad(server.port());
+    bad.send(valid_upgrade);
+    bad.send(std::string("\x81\x05Hello", 7)); // unmasked: clients must mask (5.1)
+    const std::string answer = bad.read_all();
+    auto future = failed.get_future();
+    REQUIRE(future.wait_for(3s) == std::future_status::ready);
+    CHECK(future.get() == error::mask_required);
+    const auto frames = answer.substr(answer.find("\r\n\r\n") + 4);
+    REQUIRE(frames.size() >= 4);
+    CHECK(static_cast<unsigned char>(frames[0]) == 0x88);
+    CHECK(static_cast<unsigned char>(frames[2]) == 0x03); // 1002 = 0x03EA
+    CHECK(static_cast<unsigned char>(frames[3]) == 0xEA);
+    CHECK(bad.closed); // and the server ended the TCP connection
+}
+
+TEST_CASE("Graceful shutdown: stop() sends 1001 to every client and lets io.run() return",
+          "[integration][shutdown]") {
+    asio::io_context io;
+    tcp_server server(io);
+    listen_or_fail(server);
+    std::thread server_thread([&] { io.run(); });
+
+    io_runner clients;
+    event_counter all_closed;
+    std::vector<std::uint16_t> codes(5, 0);
+    std::vector<std::shared_ptr<tcp_connection>> conns;
+    for (std::size_t i = 0; i < codes.size(); ++i) {
+        auto c = connect(clients.io, url_for(server));
+        duplex::connection_handlers<tcp_connection> h;
+        h.on_close = [&, i](const auto&, const duplex::close_info& info) {
+            codes[i] = info.code;
+            all_closed.notify();
+        };
+        c->start(h);
+        conns.push_back(c);
+    }
+    while (server.connection_count() < codes.size()) std::this_thread::sleep_for(5ms);
+    server.stop(2s);
+    server.stop(2s); // idempotent
+    REQUIRE(all_closed.wait_for_count(5, 5s));
+    for (auto code : codes) CHECK(code == 1001);
+    server_thread.join(); // returns: no work is left
+    CHECK(server.connection_count() == 0);
+}
+
+TEST_CASE("Graceful shutdown: clients that never answer are cut at the deadline",
+          "[integration][shutdown]") {
+    asio::io_context io;
+    tcp_server server(io);
+    listen_or_fail(server);
+    std::thread server_thread([&] { io.run(); });
+    raw_peer mute(server.port());
+    mute.send(valid_upgrade);
+    raw_peer half(server.port()); // still in its handshake
+    while (server.connection_count() < 2) std::this_thread::sleep_for(5ms);
+    const auto start = std::chrono::steady_clock::now();
+    server.stop(300ms);
+    server_thread.join();
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+    CHECK(server.connection_count() == 0);
+}
+
+TEST_CASE("stop() is safe from inside a handler", "[integration][shutdown]") {
+    asio::io_context io;
+    tcp_server server(io);
+    server.handlers().on_message = [&](const auto&, const duplex::message_view&) {
+        server.stop(1s);
+        server.stop(1s);
+    };
+    listen_or_fail(server);
+    std::thread server_thread([&] { io.run(); });
+    io_runner clients;
+    auto c = connect(clients.io, url_for(server));
+    c->send_text("stop please");
+    CHECK_THROWS(c->async_read(asio::use_future).get()); // the server closes with 1001
+    CHECK(c->result().code == 1001);
+    server_thread.join();
+}
+
+TEST_CASE("Connection limit: sockets past max_connections are closed at once", "[integration]") {
+    io_runner runner;
+    duplex::server_options options;
+    options.max_connections = 2;
+    tcp_server server(runner.io, options);
+    listen_or_fail(server);
+    auto a = connect(runner.io, url_for(server));
+    auto b = connect(runner.io, url_for(server));
+    CHECK_THROWS(connect(runner.io, url_for(server)));
+    a->async_close(1000, "", asio::use_future).get();
+    while (server.connection_count() > 1) std::this_thread::sleep_for(5ms);
+    CHECK(connect(runner.io, url_for(server)) != nullptr);
+}
+
+TEST_CASE("1,000 concurrent connections each get their echo", "[integration][scale]") {
+    io_runner server_runner;
+    tcp_server server(server_runner.io);
+    echo_messages(server);
+    listen_or_fail(server);
+    io_runner client_runner;
+    constexpr int count = 1000;
+    std::vector<std::future<std::shared_ptr<tcp_connection>>> pending;
+    for (int i = 0; i < count; ++i)
+        pending.push_back(duplex::async_connect<duplex::transport::tcp>(
+            client_runner.io.get_executor(), url_for(server), {}, asio::use_future));
+    std::vector<std::shared_ptr<tcp_connection>> conns;
+    for (auto& p : pending) conns.push_back(p.get());
+    CHECK(server.connection_count() == count);
+    std::vector<std::future<duplex::message>> replies;
+    for (int i = 0; i < count; ++i) {
+        conns[static_cast<std::size_t>(i)]->send_text("n" + std::to_string(i));
+        replies.push_back(conns[static_cast<std::size_t>(i)]->async_read(asio::use_future));
+    }
+    int correct = 0;
+    for (int i = 0; i < count; ++i)
+        correct += replies[static_cast<std::size_t>(i)].get().data == "n" + std::to_string(i);
+    CHECK(correct == count);
+    for (auto& c : conns) c->close();
+}
+
+TEST_CASE("A server on two io threads echoes concurrent clients correctly",
+          "[integration][threads]") {
+    io_runner server_runner(2);
+    tcp_server server(server_runner.io);
+    echo_messages(server);
+    listen_or_fail(server);
+    io_runner client_runner(2);
+    std::vector<std::thread> threads;
+    std::atomic<int> good{0};
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            auto c = connect(client_runner.io, url_for(server));
+            int ok = 1;
+            for (int i = 0; i < 50; ++i) {
+                const std::string payload = std::to_string(t) + ":" + std::to_string(i);
+                c->send_text(payload); // from this thread, not the strand
+                ok &= c->async_read(asio::use_future).get().data == payload;
+            }
+            good += ok;
+            c->async_close(1000, "", asio::use_future).get();
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(good.load() == 8);
+}
+
+TEST_CASE("Client errors: bad URL, scheme/transport mismatch, refused port, connect timeout",
+          "[integration][client]") {
+    io_runner runner;
+    auto error_of = [&](const std::string& url, duplex::client_options options = {}) {
+        try {
+            connect(runner.io, url, options);
+        } catch (const std::system_error& e) {
+            return e.code();
+        }
+        return std::error_code{};
+    };
+    CHECK(error_of("http://127.0.0.1/") == error::bad_url);
+    CHECK(error_of("wss://127.0.0.1/") == error::bad_url); // plain TCP transport
+    CHECK(error_of("ws://127.0.0.1:1/") == asio::error::connection_refused);
+
+    // A listener that accepts TCP but never answers the upgrade.
+    asio::ip::tcp::acceptor silent(runner.io, {asio::ip::make_address("127.0.0.1"), 0});
+    duplex::client_options quick;
+    quick.connect_timeout = 200ms;
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(error_of("ws://127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/",
+                   quick) == error::timed_out);
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+}
+
+TEST_CASE("Reconnecting client: reconnects after a drop and calls on_open each time",
+          "[integration][client]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    std::atomic<int> opened{0};
+    server.handlers().on_open = [&](const auto& c) {
+        if (++opened == 1) c->close(1012, "restarting"); // drop the first connection
+    };
+    echo_messages(server);
+    listen_or_fail(server);
+
+    duplex::reconnect_options policy;
+    policy.initial_delay = 10ms;
+    auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
+        runner.io.get_executor(), url_for(server), {}, policy);
+    event_counter opens;
+    std::promise<std::string> echoed;
+    std::atomic<bool> answered{false};
+    client->handlers().on_open = [&](const auto& c) {
+        opens.notify();
+        if (opens.count == 2) c->send_text("after reconnect");
+    };
+    client->handlers().on_message = [&](const auto&, const duplex::message_view& m) {
+        if (!answered.exchange(true)) echoed.set_value(std::string(m.data));
+    };
+    client->start();
+    REQUIRE(opens.wait_for_count(2, 5s));
+    auto future = echoed.get_future();
+    REQUIRE(future.wait_for(5s) == std::future_status::ready);
+    CHECK(future.get() == "after reconnect");
+    CHECK(client->connects() == 2);
+    client->stop();
+}
+
+TEST_CASE("Reconnecting client: gives up after max_attempts consecutive failures",
+          "[integration][client]") {
+    io_runner runner;
+    duplex::reconnect_options policy;
+    policy.initial_delay = 5ms;
+    policy.max_delay = 20ms;
+    policy.max_attempts = 3;
+    auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
+        runner.io.get_executor(), "ws://127.0.0.1:1/", {}, policy);
+    std::promise<std::error_code> gave_up;
+    client->handlers().on_give_up = [&](std::error_code ec) { gave_up.set_value(ec); };
+    client->start();
+    auto future = gave_up.get_future();
+    REQUIRE(future.wait_for(5s) == std::future_status::ready);
+    CHECK(future.get() == asio::error::connection_refused);
+    CHECK(client->failures() == 4);
+}
