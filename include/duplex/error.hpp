@@ -67,6 +67,7 @@ enum class error {
     bad_url,                 // not a ws:// or wss:// URL duplex can connect to
     too_many_connections,    // the server is at its connection limit
     control_backlog,         // pongs piled up for a peer that sends pings but does not read
+    bad_opcode,              // send() given an opcode that is not text, binary or continuation
 };
 
 // Broad questions users ask of an error, whatever its exact value.
@@ -138,6 +139,7 @@ public:
         case error::too_many_connections: return "the server is at its connection limit";
         case error::control_backlog:
             return "too many unsent control frames: the peer does not read";
+        case error::bad_opcode: return "only text, binary and continuation frames carry data";
         }
         return "unknown duplex error";
     }

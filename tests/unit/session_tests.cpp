@@ -332,17 +332,17 @@ TEST_CASE("RFC 6455 5.5.1: a close payload of one byte fails with 1002", "[sessi
 TEST_CASE("RFC 6455 7.4.1: a close with a code not allowed on the wire fails with 1002",
           "[session]") {
     for (int code : {0, 999, 1004, 1005, 1006, 1015, 1100, 2999, 5000}) {
-        const auto out =
-            run(role::server,
-                from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))), {});
+        const auto out = run_every_split(
+            role::server,
+            from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))));
         REQUIRE(out.events.size() == 1);
         CHECK(out.events[0].error == error::bad_close_code);
         CHECK(out.events[0].code == 1002);
     }
     for (int code : {1000, 1003, 1007, 1011, 3000, 4999}) {
-        const auto out =
-            run(role::server,
-                from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))), {});
+        const auto out = run_every_split(
+            role::server,
+            from_client(opcode::close, close_payload(static_cast<std::uint16_t>(code))));
         REQUIRE(out.events.size() == 1);
         CHECK(out.events[0].type == event_type::close);
         CHECK(out.events[0].code == code);
@@ -375,13 +375,15 @@ TEST_CASE("RFC 6455 7.1.2: after sending a close, no data may be sent; the peer'
                                                          "done",
                                                          8));
     CHECK(s.send_text("more") == error::closed);
-    CHECK(s.ping() == error::closed);
     CHECK(s.close() == error::closed);
+    CHECK_FALSE(s.ping("still alive?")); // control frames are not data (5.5.1)
+    s.consume_output(s.pending_output().size());
 
     // Data still arrives while closing (5.5.1: the peer may not have seen our close yet).
     std::string wire =
         from_client(opcode::text, "in flight") + from_client(opcode::close, close_payload(1000));
     const std::size_t before = s.pending_output().size();
+    REQUIRE(before == 0);
     auto r1 = s.receive(wire.data(), wire.size());
     CHECK(r1.ev.type == event_type::message);
     CHECK(r1.ev.data == "in flight");
@@ -490,7 +492,7 @@ TEST_CASE("RFC 6455 10.4: a flood of tiny fragments fails with 1009", "[session]
     CHECK(at_limit.events[0].type == event_type::message);
     wire += from_client(opcode::continuation, "", false);
     wire += from_client(opcode::continuation, "", false); // the 101st
-    const auto over = run(role::server, wire, {}, options);
+    const auto over = run_every_split(role::server, wire, options);
     REQUIRE(over.events.size() == 1);
     CHECK(over.events[0].error == error::too_many_fragments);
     CHECK(over.events[0].code == 1009);
@@ -536,7 +538,9 @@ TEST_CASE("Sending: control payloads over 125 bytes and invalid UTF-8 text are r
     REQUIRE_FALSE(s.send(opcode::text, "\xE2\x82", false)); // completed by the next fragment
     CHECK(s.send(opcode::continuation, "\x41", true) == error::invalid_utf8);
     REQUIRE_FALSE(s.send(opcode::continuation, "\xAC", true));
-    CHECK(s.send(opcode::ping, "x") == error::reserved_opcode);
+    CHECK(s.send(opcode::ping, "x") == error::bad_opcode);
+    CHECK(s.send(static_cast<opcode>(3), "x") == error::bad_opcode);
+    CHECK_FALSE(std::error_code(error::bad_opcode) == duplex::condition::protocol_violation);
     CHECK_FALSE(s.has_pending_output() == false);
     CHECK(s.state() == session_state::open);
 }
@@ -633,5 +637,37 @@ TEST_CASE("Round trip: random messages, fragmentation and reads, both roles",
             REQUIRE(messages_only == expected);
             CHECK(out.state == session_state::open);
         }
+    }
+}
+
+TEST_CASE("RFC 6455 5.5.2: a ping received after we sent a close is still answered", "[session]") {
+    session s(role::server, {}, test_seed);
+    REQUIRE_FALSE(s.close(1000));
+    s.consume_output(s.pending_output().size());
+    std::string wire = from_client(opcode::ping, "hb");
+    auto r = s.receive(wire.data(), wire.size());
+    CHECK(r.ev.type == event_type::ping);
+    CHECK(std::string(s.pending_output()) == std::string("\x8a\x02hb", 4));
+    CHECK(s.state() == session_state::closing);
+}
+
+TEST_CASE("RFC 7692 6.1: RSV bits are never accepted on control frames, even when claimed",
+          "[session]") {
+    session_options deflate;
+    deflate.reserved_bits.rsv1 = true;
+    const auto out =
+        run_every_split(role::server, frame(opcode::ping, "x", true, true, 0x40), deflate);
+    REQUIRE(out.events.size() == 1);
+    CHECK(out.events[0].error == error::reserved_bits);
+    CHECK(out.events[0].code == 1002);
+}
+
+TEST_CASE("RFC 6455 7.4.2: registered codes 1012-1014 are accepted and echoed", "[session]") {
+    for (std::uint16_t code : {std::uint16_t{1012}, std::uint16_t{1013}, std::uint16_t{1014}}) {
+        const auto out =
+            run_every_split(role::client, from_server(opcode::close, close_payload(code)));
+        REQUIRE(out.events.size() == 1);
+        CHECK(out.events[0].type == event_type::close);
+        CHECK(out.events[0].code == code);
     }
 }

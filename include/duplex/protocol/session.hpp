@@ -181,8 +181,9 @@ public:
     // in order with pending_output(). This is the zero-copy path for large or shared payloads.
     std::error_code prepare_send(opcode op, std::string_view payload, bool fin,
                                  frame_prefix& prefix) {
+        if (op != opcode::text && op != opcode::binary && op != opcode::continuation)
+            return error::bad_opcode; // control frames have ping(), pong() and close()
         if (state_ != session_state::open) return error::closed;
-        if (is_control(op)) return error::reserved_opcode; // use ping(), pong(), close()
         if (op == opcode::continuation) {
             if (!sending_message_) return error::no_message_in_progress;
         } else {
@@ -201,6 +202,7 @@ public:
         return {};
     }
 
+    // Allowed until the peer's close arrives: control frames are not data (5.5.1).
     std::error_code ping(std::string_view payload = {}) {
         return send_control(opcode::ping, payload);
     }
@@ -296,6 +298,8 @@ private:
     // Applies the rules that need the role and the connection's state (RFC 6455 5.1, 5.4,
     // 10.4) and the configured limits, all before any payload byte is read.
     bool start_frame(const frame_header& h, event& ev) {
+        // An extension may claim RSV bits for data frames only (RFC 7692 6.1 for RSV1).
+        if (is_control(h.op) && (h.rsv1 || h.rsv2 || h.rsv3)) return fail(error::reserved_bits, ev);
         if (role_ == role::server && !h.masked) return fail(error::mask_required, ev);
         if (role_ == role::client && h.masked) return fail(error::unexpected_mask, ev);
         frame_ = h;
@@ -388,7 +392,9 @@ private:
     void on_control(std::string_view payload, event& ev) {
         switch (frame_.op) {
         case opcode::ping:
-            if (options_.auto_pong && state_ == session_state::open)
+            // 5.5.2: answer "unless it already received a Close frame"; having sent one
+            // ourselves is no exception (5.5.1 forbids only data frames after it).
+            if (options_.auto_pong && can_send_control())
                 queue_control(opcode::pong, payload); // 5.5.3: the same application data
             ev.type = event_type::ping;
             ev.data = payload;
@@ -442,8 +448,13 @@ private:
         return false;
     }
 
+    // Control frames may still go out after our close and before the peer's (5.5.1).
+    bool can_send_control() const noexcept {
+        return state_ == session_state::open || state_ == session_state::closing;
+    }
+
     std::error_code send_control(opcode op, std::string_view payload) {
-        if (state_ != session_state::open) return error::closed;
+        if (!can_send_control()) return error::closed;
         if (payload.size() > max_control_payload) return error::control_payload_too_big;
         queue_control(op, payload);
         return {};
