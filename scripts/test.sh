@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 libasio-dev libssl-dev)
+packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 libasio-dev libssl-dev openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

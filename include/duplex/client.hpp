@@ -292,9 +292,13 @@ private:
         }
         connection_handlers<connection_type> h = handlers_;
         auto user_close = std::move(h.on_close);
-        h.on_close = [self = this->shared_from_this(), user_close](const connection_ptr& conn,
-                                                                   const close_info& info) {
+        // Weak: this object holds the connection (current_), so a strong reference would be a
+        // cycle.
+        h.on_close = [weak = std::weak_ptr<reconnecting_client>(this->shared_from_this()),
+                      user_close](const connection_ptr& conn, const close_info& info) {
             if (user_close) user_close(conn, info);
+            auto self = weak.lock();
+            if (!self) return;
             asio::dispatch(self->strand_, [self, info] {
                 {
                     std::lock_guard<std::mutex> lock(self->mutex_);

@@ -412,9 +412,13 @@ private:
             }
             auto h = static_cast<connection_handlers<connection_type>>(handlers);
             auto user_close = std::move(h.on_close);
-            h.on_close = [self = this->shared_from_this(), user_close](const connection_ptr& conn,
-                                                                       const close_info& info) {
+            // Weak: the server state owns the connection, so a strong reference here would be
+            // a cycle that outlives an io_context stopped before the connection ended.
+            h.on_close = [weak = std::weak_ptr<state>(this->shared_from_this()),
+                          user_close](const connection_ptr& conn, const close_info& info) {
                 if (user_close) user_close(conn, info);
+                auto self = weak.lock();
+                if (!self) return;
                 {
                     std::lock_guard<std::mutex> lock(self->mutex);
                     self->connections.erase(conn.get());

@@ -133,8 +133,8 @@ struct tls {
         return context;
     }
 
-    // Precondition: `context` is not empty (a server or client checks this when it is made);
-    // an empty one throws std::invalid_argument here rather than dereferencing null.
+    // Precondition: `context` is not empty (servers and clients should check it when they are
+    // made); an empty one throws std::invalid_argument here rather than dereferencing null.
     static stream_type make_stream(asio::ip::tcp::socket&& connected, context_type& context) {
         if (!context) throw std::invalid_argument("duplex::tls: empty context_type");
         return stream_type(std::move(connected), *context.ssl);
@@ -177,9 +177,14 @@ struct tls {
         auto executor = asio::get_associated_executor(handler, stream.get_executor());
         stream.async_shutdown(asio::bind_executor(
             executor, [&stream, h = std::forward<Handler>(handler)](std::error_code ec) mutable {
+                // Both close_notify alerts exchanged is success whatever `ec` says: when a read
+                // was pending, Asio 1.22's shutdown waits for that read and then completes with
+                // the operation_aborted of its internal wait (asio/ssl/detail/io.hpp).
+                const int state = ::SSL_get_shutdown(stream.native_handle());
+                if ((state & SSL_SENT_SHUTDOWN) && (state & SSL_RECEIVED_SHUTDOWN)) ec = {};
+                if (is_clean_end(ec)) ec = {};
                 std::error_code ignored;
                 stream.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-                if (is_clean_end(ec)) ec = {};
                 h(ec);
             }));
     }
