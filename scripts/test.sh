@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI runs, in one command: installs what is missing (Debian/Ubuntu), then builds and
-# tests each flavour — g++ Debug with warnings as errors, and clang++ with ASan+UBSan plus a
-# bounded fuzz run. Exit status is non-zero if any build or test fails.
+# tests each flavour — g++ Debug with warnings as errors; clang++ with ASan+UBSan, plus a
+# bounded fuzz run; clang++ with TSan for the threaded (Asio-level) tests. Exit status is
+# non-zero if any build or test fails. DUPLEX_TEST_PRESETS="ci-gcc" runs a subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ if ! git ls-files '*.hpp' '*.cpp' | xargs clang-format --dry-run --Werror; then
   status=1
   failed=$((failed + 1))
 fi
-flavours=(${DUPLEX_TEST_PRESETS:-ci-gcc ci-clang-sanitize})
+flavours=(${DUPLEX_TEST_PRESETS:-ci-gcc ci-clang-sanitize ci-clang-thread})
 for preset in "${flavours[@]}"; do
   echo "== $preset: configure and build"
   if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset" -j "$jobs"; then

@@ -1,7 +1,8 @@
 // Server and client over real sockets on 127.0.0.1: handshakes, hooks, refusals, timeouts,
 // backpressure, shutdown, reconnects, many connections and several io threads. Every wait is
 // bounded, so a bug fails a test instead of hanging the run.
-#include "../unit/catch.hpp"
+#include "catch.hpp"
+#include "test_certificate.hpp"
 
 #include <duplex/duplex.hpp>
 
@@ -712,3 +713,72 @@ TEST_CASE("Reconnecting client: gives up after max_attempts consecutive failures
     CHECK(future.get() == asio::error::connection_refused);
     CHECK(client->failures() == 4);
 }
+
+TEST_CASE("IPv6: a server on ::1 and a client to ws://[::1]:port", "[integration][ipv6]") {
+    io_runner runner;
+    tcp_server server(runner.io);
+    echo_messages(server);
+    if (server.listen("::1", 0)) {
+        WARN("no IPv6 loopback on this machine; skipped");
+        return;
+    }
+    auto c = connect(runner.io, "ws://[::1]:" + std::to_string(server.port()) + "/v6");
+    c->send_text("over IPv6");
+    CHECK(c->async_read(asio::use_future).get().data == "over IPv6");
+    CHECK(c->remote_endpoint().address().is_v6());
+    c->async_close(1000, "", asio::use_future).get();
+}
+
+#if defined(DUPLEX_ENABLE_TLS)
+TEST_CASE("wss://: echo through a TLS server with a verified certificate", "[integration][tls]") {
+    require_certificate();
+    using duplex::transport::tls;
+    io_runner runner;
+    duplex::server<tls> server(runner.io, {},
+                               tls::server_context(certificate().cert, certificate().key));
+    server.handlers().on_message = [](const auto& c, const duplex::message_view& m) {
+        c->send(m.type, m.data);
+    };
+    listen_or_fail(server);
+    const std::string port = std::to_string(server.port());
+    // Also on 127.0.0.2, an address the certificate does not name.
+    REQUIRE_FALSE(server.listen("127.0.0.2", server.port()));
+
+    auto trusted = tls::client_context();
+    trusted.ssl->load_verify_file(certificate().cert);
+    auto c = duplex::async_connect<tls>(runner.io.get_executor(), "wss://localhost:" + port + "/",
+                                        {}, trusted, asio::use_future)
+                 .get();
+    for (std::size_t size : {0U, 126U, 70000U, 4U << 20}) {
+        const std::string payload(size, 's');
+        c->async_send(opcode::binary, payload, asio::use_future).get();
+        CHECK(c->async_read(asio::use_future).get().data == payload);
+    }
+    c->async_close(1000, "tls bye", asio::use_future).get();
+    CHECK_FALSE(c->result().error); // a clean close over TLS, whatever the peer's shutdown
+
+    SECTION("the host name is verified by default") {
+        try {
+            duplex::async_connect<tls>(runner.io.get_executor(), "wss://127.0.0.2:" + port + "/",
+                                       {}, trusted, asio::use_future)
+                .get();
+            FAIL("a certificate for localhost/127.0.0.1 was accepted for 127.0.0.2");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() != asio::error::connection_refused); // it reached the TLS handshake
+            CHECK(e.code().category() != duplex::error_category());
+        }
+    }
+    SECTION("an untrusted certificate is refused by default") {
+        auto system_only = tls::client_context();
+        CHECK_THROWS(duplex::async_connect<tls>(runner.io.get_executor(),
+                                                "wss://localhost:" + port + "/", {}, system_only,
+                                                asio::use_future)
+                         .get());
+    }
+    SECTION("plain ws:// to a TLS port fails the handshake, it does not hang") {
+        duplex::client_options quick;
+        quick.connect_timeout = 2s;
+        CHECK_THROWS(connect(runner.io, "ws://127.0.0.1:" + port + "/", quick));
+    }
+}
+#endif

@@ -5,6 +5,7 @@
 // never as a CI job that hangs. The TLS tests make a throw-away self-signed certificate with
 // the `openssl` command at run time, so no key is ever committed.
 #include "catch.hpp"
+#include "test_certificate.hpp"
 
 #include <duplex/transport/memory.hpp>
 #include <duplex/transport/tcp.hpp>
@@ -416,40 +417,6 @@ TEST_CASE("memory: the policy's handshake, shutdown and endpoint", "[transport][
 using duplex::transport::tls;
 
 namespace {
-
-// A self-signed certificate for localhost and 127.0.0.1, made once per test run.
-struct test_certificate {
-    std::string dir, cert, key;
-    bool ok = false;
-
-    test_certificate() {
-        char pattern[] = "/tmp/duplex-tls-XXXXXX";
-        if (!::mkdtemp(pattern)) return;
-        dir = pattern;
-        cert = dir + "/cert.pem";
-        key = dir + "/key.pem";
-        const std::string command =
-            "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost"
-            " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 2 -keyout " +
-            key + " -out " + cert + " >/dev/null 2>&1";
-        ok = std::system(command.c_str()) == 0 && std::ifstream(cert).good();
-    }
-    ~test_certificate() {
-        std::remove(cert.c_str());
-        std::remove(key.c_str());
-        if (!dir.empty()) ::rmdir(dir.c_str());
-    }
-};
-
-const test_certificate& certificate() {
-    static test_certificate instance;
-    return instance;
-}
-
-void require_certificate() {
-    INFO("the TLS tests make a throw-away certificate with the openssl command: is it on PATH?");
-    REQUIRE(certificate().ok);
-}
 
 // A server and a client TLS stream over a connected loopback TCP pair.
 struct tls_pair {
