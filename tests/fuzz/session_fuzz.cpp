@@ -60,7 +60,8 @@ std::vector<record> join_pieces(const std::vector<record>& events) {
     return out;
 }
 
-std::vector<record> feed(session& s, const std::string& input, const std::vector<std::size_t>& cuts) {
+std::vector<record> feed(session& s, const std::string& input,
+                         const std::vector<std::size_t>& cuts) {
     std::vector<record> events;
     std::size_t begin = 0;
     std::vector<std::size_t> ends = cuts;
