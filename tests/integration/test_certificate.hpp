@@ -11,7 +11,7 @@
 
 #include <unistd.h>
 
-namespace {
+namespace duplex_test {
 
 // A self-signed certificate for localhost and 127.0.0.1, made once per test run.
 struct test_certificate {
@@ -37,14 +37,17 @@ struct test_certificate {
     }
 };
 
-const test_certificate& certificate() {
+inline const test_certificate& certificate() {
     static test_certificate instance;
     return instance;
 }
 
-void require_certificate() {
+inline void require_certificate() {
     INFO("the TLS tests make a throw-away certificate with the openssl command: is it on PATH?");
     REQUIRE(certificate().ok);
 }
 
-} // namespace
+} // namespace duplex_test
+
+using duplex_test::certificate;
+using duplex_test::require_certificate;
