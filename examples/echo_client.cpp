@@ -99,7 +99,10 @@ int run(const arguments& args, typename Transport::context_type context) {
                             static_cast<long long>(micros));
             return true;
         } catch (const std::system_error& e) {
-            std::fprintf(stderr, "connection ended: %s\n", e.what());
+            const auto& how = connection->result();
+            std::fprintf(stderr, "connection ended: %s (close code %u%s%s)\n", e.what(),
+                         static_cast<unsigned>(how.code), how.reason.empty() ? "" : ", ",
+                         how.reason.c_str());
             return false;
         }
     };

@@ -74,13 +74,14 @@ int serve(const arguments& args, typename Transport::context_type context) {
                      ec.message().c_str());
         return 1;
     }
+    // Before announcing the address: a supervisor may signal as soon as it reads it.
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code, int) { server.stop(); });
+
     const bool v6 = args.host.find(':') != std::string::npos;
     std::printf("echo server listening on %s://%s%s%s:%u\n", Transport::is_secure ? "wss" : "ws",
                 v6 ? "[" : "", args.host.c_str(), v6 ? "]" : "", server.port());
     std::fflush(stdout);
-
-    asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](std::error_code, int) { server.stop(); });
 
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < args.threads; ++i) pool.emplace_back([&] { io.run(); });

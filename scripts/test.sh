@@ -6,7 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 libasio-dev libssl-dev openssl)
+packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 libasio-dev libssl-dev openssl
+  python3-websockets)
+# Node ws is an interop peer; keep an existing Node (with its own npm) rather than mixing in apt's.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
