@@ -201,6 +201,8 @@ public:
     // Starts the closing handshake after the messages already queued. Idempotent.
     void close(std::uint16_t code = static_cast<std::uint16_t>(protocol::close_code::normal),
                std::string reason = {}) {
+        // Visible at once to this caller: a send() on the next line answers `closed`.
+        mark_closing();
         asio::dispatch(strand_,
                        [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
                            self->request_close(code, std::move(r));
@@ -243,7 +245,15 @@ public:
             [self = this->shared_from_this(), type](auto handler, std::string data) {
                 auto done = self->template wrap<std::error_code>(std::move(handler));
                 const std::size_t cost = data.size() + protocol::max_frame_header_size;
-                self->buffered_.fetch_add(cost, std::memory_order_relaxed);
+                const std::size_t before =
+                    self->buffered_.fetch_add(cost, std::memory_order_relaxed);
+                if (before + cost > self->options_.send_buffer_limit) {
+                    // The same bound as send(): a slow reader must not grow our memory.
+                    self->buffered_.fetch_sub(cost, std::memory_order_relaxed);
+                    done(make_error_code(error::send_buffer_full));
+                    asio::dispatch(self->strand_, [self] { self->fail_slow_reader(); });
+                    return;
+                }
                 asio::dispatch(self->strand_, [self, type, cost, data = std::move(data),
                                                done = std::move(done)]() mutable {
                     self->queue_message(type, data, cost, std::move(done));
@@ -366,8 +376,9 @@ private:
     // Feeds unparsed bytes to the session and acts on its events. Stops early only when an
     // async_read was satisfied; the rest waits in the buffer for the next one.
     void process_input() {
-        if (finished_) return;
+        if (finished_ || processing_input_) return;
         ensure_read_buffer(0);
+        processing_input_ = true;
         while (!finished_ && wants_input()) {
             const auto r =
                 session_.receive(read_buffer_.get() + read_begin_, read_end_ - read_begin_);
@@ -375,6 +386,7 @@ private:
             if (r.ev.type == protocol::event_type::none) break;
             on_event(r.ev);
         }
+        processing_input_ = false;
         if (finished_) return;
         if (session_.pending_output().size() > control_backlog_limit)
             return abort(make_error_code(error::control_backlog));
@@ -477,10 +489,7 @@ private:
         marker.close_code = code;
         marker.close_reason = std::move(reason);
         queue_.push_back(std::move(marker));
-        if (reading_)
-            flush();
-        else
-            process_input(); // also starts reading, for the peer's close
+        resume_input(); // the peer's close is what completes ours
     }
 
     // The peer reads too slowly for what we send: stop queueing, tell it why, and let the
@@ -495,7 +504,14 @@ private:
             handlers_.on_error(this->shared_from_this(), make_error_code(error::send_buffer_full));
         (void)session_.close(protocol::close_code::policy_violation, "send buffer limit");
         begin_closing();
-        if (reading_)
+        resume_input();
+    }
+
+    // After close() or a failure: write what is queued and make sure input is being read. Never
+    // parses from inside a handler (process_input is running then): that would deliver the
+    // next event inside the current one and free the view the handler is looking at.
+    void resume_input() {
+        if (reading_ || processing_input_)
             flush();
         else
             process_input();
@@ -730,6 +746,7 @@ private:
     std::size_t read_begin_ = 0;
     std::size_t read_end_ = 0;
     bool reading_ = false;
+    bool processing_input_ = false;
     detail::unique_function<void(std::error_code, message)> read_waiter_;
 
     std::deque<outgoing> queue_;
