@@ -108,7 +108,8 @@ struct connection_handlers {
     std::function<void(const pointer&, const message_view&)> on_message;
     // Called once, when the transport is released, however the connection ended.
     std::function<void(const pointer&, const close_info&)> on_close;
-    // A protocol or transport failure; on_close follows.
+    // Once, at the first failure (protocol violation, transport error, timeout, slow reader);
+    // on_close follows. Not for a peer that ends the transport in an orderly way.
     std::function<void(const pointer&, std::error_code)> on_error;
     std::function<void(const pointer&, std::string_view payload)> on_pong;
 };
@@ -430,7 +431,7 @@ private:
             result_.error = ev.error;
             begin_closing();
             drop_queue(ev.error);
-            if (handlers_.on_error) handlers_.on_error(this->shared_from_this(), ev.error);
+            report_error(ev.error);
             return;
         default: return; // pings are answered by the session; partial pieces need no action
         }
@@ -445,8 +446,6 @@ private:
         if (!result_.error) result_.error = ec;
         if (!handshake_done && !failed) {
             result_.code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
-            if (!Transport::is_clean_end(ec) && handlers_.on_error)
-                handlers_.on_error(this->shared_from_this(), ec);
         }
         finish();
     }
@@ -500,8 +499,7 @@ private:
         result_.code = static_cast<std::uint16_t>(protocol::close_code::policy_violation);
         result_.reason = "send buffer limit";
         drop_queue(make_error_code(error::send_buffer_full));
-        if (handlers_.on_error)
-            handlers_.on_error(this->shared_from_this(), make_error_code(error::send_buffer_full));
+        report_error(make_error_code(error::send_buffer_full));
         (void)session_.close(protocol::close_code::policy_violation, "send buffer limit");
         begin_closing();
         resume_input();
@@ -589,8 +587,6 @@ private:
         control_waiters_in_flight_.clear();
         if (ec) {
             if (!result_.error) result_.error = ec;
-            if (handlers_.on_error && session_.state() == protocol::session_state::open)
-                handlers_.on_error(this->shared_from_this(), ec);
             return finish();
         }
         flush();
@@ -623,12 +619,22 @@ private:
 
     void abort(std::error_code ec) {
         if (!result_.error) result_.error = ec;
-        if (handlers_.on_error) handlers_.on_error(this->shared_from_this(), ec);
+        report_error(ec);
         finish();
+    }
+
+    // on_error runs once per connection, at the first failure: a protocol violation, a
+    // transport error, a timeout, a slow reader. The peer ending the transport in an orderly
+    // way is not a failure of ours; on_close's 1006 tells that story.
+    void report_error(std::error_code ec) {
+        if (error_reported_ || !ec || Transport::is_clean_end(ec)) return;
+        error_reported_ = true;
+        if (handlers_.on_error) handlers_.on_error(this->shared_from_this(), ec);
     }
 
     void finish() {
         if (finished_) return;
+        report_error(result_.error); // a failure not reported yet (close timeout, write error)
         finished_ = true;
         mark_closing();
         timer_.cancel();
@@ -747,6 +753,7 @@ private:
     std::size_t read_end_ = 0;
     bool reading_ = false;
     bool processing_input_ = false;
+    bool error_reported_ = false;
     detail::unique_function<void(std::error_code, message)> read_waiter_;
 
     std::deque<outgoing> queue_;

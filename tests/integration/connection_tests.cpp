@@ -546,10 +546,9 @@ TEST_CASE("The Nth write failing ends the connection; queued async_send handlers
         CHECK(closed.get() == broken);
         CHECK(rec->closed->code == 1006);
         CHECK(rec->closed->error == broken);
-        // Current behaviour: on_error is only called for a write failure while the connection
-        // is open, so a failure to write our close frame shows in on_close alone (a read
-        // failure while closing does call on_error).
-        CHECK(rec->errors.empty());
+        // Every failure is reported once through on_error, then on_close.
+        REQUIRE(rec->errors.size() == 1);
+        CHECK(rec->errors[0] == broken);
         REQUIRE(h.run_until([&] { return peer.read_ended(); }));
         CHECK(peer.received().empty());
     }
@@ -774,7 +773,8 @@ TEST_CASE("Close timeout: a peer that never answers our close is cut after close
     CHECK(done.get() == error::timed_out);
     CHECK(rec->closed->error == error::timed_out);
     CHECK(rec->closed->code == 1006);
-    CHECK(rec->errors.empty()); // current behaviour: reported through on_close only
+    REQUIRE(rec->errors.size() == 1); // a timeout is a failure: on_error, then on_close
+    CHECK(rec->errors[0] == error::timed_out);
     REQUIRE(h.run_until([&] { return peer.read_ended(); }));
     CHECK(peer.saw_eof());
     const auto frames = peer.frames();
