@@ -247,20 +247,27 @@ private:
             respond(hs.refusal());
         }
 
-        // Writes an HTTP answer, ends the transport and waits (bounded by the handshake
-        // deadline) for the peer to close, so that the answer is not lost to a reset.
-        void respond(std::string bytes) {
+        // Writes `bytes` (an HTTP answer or the 101), then continues with `next(self)`.
+        template <class Next>
+        void write_response(std::string bytes, Next next) {
             response = std::move(bytes);
             asio::async_write(stream, asio::buffer(response),
-                              asio::bind_executor(strand, [self = this->shared_from_this()](
-                                                              std::error_code ec, std::size_t) {
+                              asio::bind_executor(strand, [self = this->shared_from_this(),
+                                                           next](std::error_code ec, std::size_t) {
                                   if (ec) return self->give_up();
-                                  Transport::async_shutdown(
-                                      self->stream,
-                                      asio::bind_executor(self->strand, [self](std::error_code) {
-                                          self->linger();
-                                      }));
+                                  next(self);
                               }));
+        }
+
+        // An HTTP answer instead of an upgrade: write it, end the transport and wait (bounded
+        // by the handshake deadline) for the peer to close, so the answer is not lost to a
+        // reset.
+        void respond(std::string bytes) {
+            write_response(std::move(bytes), [](const std::shared_ptr<handshake>& self) {
+                Transport::async_shutdown(
+                    self->stream,
+                    asio::bind_executor(self->strand, [self](std::error_code) { self->linger(); }));
+            });
         }
 
         void linger() {
@@ -274,13 +281,8 @@ private:
         }
 
         void upgrade(std::string bytes) {
-            response = std::move(bytes);
-            asio::async_write(stream, asio::buffer(response),
-                              asio::bind_executor(strand, [self = this->shared_from_this()](
-                                                              std::error_code ec, std::size_t) {
-                                  if (ec) return self->give_up();
-                                  self->open();
-                              }));
+            write_response(std::move(bytes),
+                           [](const std::shared_ptr<handshake>& self) { self->open(); });
         }
 
         void open() {
