@@ -192,8 +192,8 @@ public:
             return send_status::dropped;
         }
         asio::dispatch(strand_, [self = this->shared_from_this(), type, cost,
-                                 copy = std::string(payload)]() mutable {
-            self->queue_message(type, copy, cost, {});
+                                 framed = with_header_room(payload)]() mutable {
+            self->queue_message(type, std::move(framed), cost, {});
         });
         return before + cost > options_.send_buffer_high_water ? send_status::backpressure
                                                                : send_status::ok;
@@ -255,9 +255,9 @@ public:
                     asio::dispatch(self->strand_, [self] { self->fail_slow_reader(); });
                     return;
                 }
-                asio::dispatch(self->strand_, [self, type, cost, data = std::move(data),
+                asio::dispatch(self->strand_, [self, type, cost, framed = with_header_room(data),
                                                done = std::move(done)]() mutable {
-                    self->queue_message(type, data, cost, std::move(done));
+                    self->queue_message(type, std::move(framed), cost, std::move(done));
                 });
             },
             token, std::move(payload));
@@ -302,8 +302,9 @@ public:
 
 private:
     struct outgoing {
-        std::string bytes;    // a whole frame: header and payload
-        std::size_t cost = 0; // what it added to buffered_
+        std::string bytes;      // header room, then the payload (see with_header_room)
+        std::size_t offset = 0; // where the frame starts in `bytes`: its header's first byte
+        std::size_t cost = 0;   // what it added to buffered_
         detail::unique_function<void(std::error_code)> done;
         bool close_marker = false; // close() queued behind earlier messages
         std::uint16_t close_code = 0;
@@ -452,8 +453,20 @@ private:
 
     // ---- writing -----------------------------------------------------------------------
 
-    void queue_message(opcode type, std::string_view payload, std::size_t cost,
+    // The one copy of a payload a send makes: it leaves room in front for the longest header,
+    // so that the strand can write the header in place instead of copying the payload again.
+    static std::string with_header_room(std::string_view payload) {
+        std::string framed(protocol::max_frame_header_size + payload.size(), '\0');
+        if (!payload.empty())
+            std::memcpy(&framed[protocol::max_frame_header_size], payload.data(), payload.size());
+        return framed;
+    }
+
+    void queue_message(opcode type, std::string framed, std::size_t cost,
                        detail::unique_function<void(std::error_code)> done) {
+        constexpr std::size_t room = protocol::max_frame_header_size;
+        char* const payload_start = &framed[room];
+        const std::string_view payload(payload_start, framed.size() - room);
         protocol::frame_prefix prefix;
         std::error_code ec;
         if (finished_ || closing_requested_)
@@ -466,11 +479,10 @@ private:
             return;
         }
         outgoing frame;
-        frame.bytes.reserve(prefix.size + payload.size());
-        frame.bytes.append(prefix.view());
-        frame.bytes.append(payload);
-        if (prefix.masked)
-            protocol::apply_mask(&frame.bytes[prefix.size], payload.size(), prefix.key);
+        frame.offset = room - prefix.size;
+        std::memcpy(&framed[frame.offset], prefix.bytes, prefix.size);
+        if (prefix.masked) protocol::apply_mask(payload_start, payload.size(), prefix.key);
+        frame.bytes = std::move(framed);
         frame.cost = cost;
         frame.done = std::move(done);
         queue_.push_back(std::move(frame));
@@ -553,8 +565,9 @@ private:
             session_.state() == protocol::session_state::closing) {
             for (auto& frame : queue_) {
                 if (frame.close_marker || gather_.size() >= max_gather || bytes >= max_batch) break;
-                gather_.push_back(asio::buffer(frame.bytes));
-                bytes += frame.bytes.size();
+                gather_.push_back(asio::buffer(frame.bytes.data() + frame.offset,
+                                               frame.bytes.size() - frame.offset));
+                bytes += frame.bytes.size() - frame.offset;
                 ++in_flight_;
             }
         }
