@@ -16,6 +16,7 @@
 #include "detail/unique_function.hpp"
 #include "error.hpp"
 #include "protocol/session.hpp"
+#include "shared_message.hpp"
 
 #include <asio/async_result.hpp>
 #include <asio/bind_executor.hpp>
@@ -184,19 +185,27 @@ public:
             return send_status::invalid_payload;
         if (closing_.load(std::memory_order_relaxed)) return send_status::closed;
         const std::size_t cost = payload.size() + protocol::max_frame_header_size;
-        const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
-        if (before + cost > options_.send_buffer_limit) {
-            buffered_.fetch_sub(cost, std::memory_order_relaxed);
-            asio::dispatch(strand_,
-                           [self = this->shared_from_this()] { self->fail_slow_reader(); });
-            return send_status::dropped;
-        }
+        const send_status status = admit(cost);
+        if (status == send_status::dropped) return status;
         asio::dispatch(strand_, [self = this->shared_from_this(), type, cost,
                                  framed = with_header_room(payload)]() mutable {
             self->queue_message(type, std::move(framed), cost, {});
         });
-        return before + cost > options_.send_buffer_high_water ? send_status::backpressure
-                                                               : send_status::ok;
+        return status;
+    }
+
+    // Queues a message encoded once for many connections (see shared_message.hpp): a server
+    // connection queues a reference to the shared frame and copies nothing.
+    send_status send(const shared_message& message) {
+        if (!message) return send_status::invalid_payload;
+        if (closing_.load(std::memory_order_relaxed)) return send_status::closed;
+        const std::size_t cost = message.payload().size() + protocol::max_frame_header_size;
+        const send_status status = admit(cost);
+        if (status == send_status::dropped) return status;
+        asio::dispatch(strand_, [self = this->shared_from_this(), message, cost]() mutable {
+            self->queue_shared(std::move(message), cost);
+        });
+        return status;
     }
 
     // Starts the closing handshake after the messages already queued. Idempotent.
@@ -221,6 +230,20 @@ public:
                 self->result_.error = error::timed_out;
             self->finish();
         });
+    }
+
+    // Runs `observer(self)` once when the connection has ended, after on_close, on the
+    // connection's strand; soon (on the strand) if it already has. For layers that keep
+    // connections and must let go of them however the application's handlers look (rooms).
+    void
+    add_close_observer(detail::unique_function<void(const std::shared_ptr<connection>&)> observer) {
+        asio::dispatch(strand_,
+                       [self = this->shared_from_this(), observer = std::move(observer)]() mutable {
+                           if (self->finished_)
+                               observer(self);
+                           else
+                               self->close_observers_.push_back(std::move(observer));
+                       });
     }
 
     // ---- asynchronous operations (any completion token) -----------------------------------
@@ -303,12 +326,18 @@ public:
 private:
     struct outgoing {
         std::string bytes;      // header room, then the payload (see with_header_room)
+        shared_message shared;  // or a frame shared with other connections, written as it is
         std::size_t offset = 0; // where the frame starts in `bytes`: its header's first byte
         std::size_t cost = 0;   // what it added to buffered_
         detail::unique_function<void(std::error_code)> done;
         bool close_marker = false; // close() queued behind earlier messages
         std::uint16_t close_code = 0;
         std::string close_reason;
+
+        std::string_view wire_bytes() const noexcept {
+            if (shared) return shared.frame_bytes();
+            return std::string_view(bytes).substr(offset);
+        }
     };
 
     // Bounds what pings from a peer that does not read can pile up as pongs.
@@ -325,6 +354,20 @@ private:
                 std::apply(handler, std::move(values));
             });
         };
+    }
+
+    // Counts `cost` bytes against the send buffer. Past the limit nothing is counted, and the
+    // connection is failed as a slow reader.
+    send_status admit(std::size_t cost) {
+        const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
+        if (before + cost > options_.send_buffer_limit) {
+            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+            asio::dispatch(strand_,
+                           [self = this->shared_from_this()] { self->fail_slow_reader(); });
+            return send_status::dropped;
+        }
+        return before + cost > options_.send_buffer_high_water ? send_status::backpressure
+                                                               : send_status::ok;
     }
 
     // ---- reading -----------------------------------------------------------------------
@@ -490,6 +533,31 @@ private:
         flush();
     }
 
+    void queue_shared(shared_message message, std::size_t cost) {
+        if (session_.get_role() == protocol::role::client) {
+            // Every client frame needs its own masking key: copy, as send() does.
+            return queue_message(message.type(), with_header_room(message.payload()), cost, {});
+        }
+        protocol::frame_prefix prefix;
+        std::error_code ec;
+        if (finished_ || closing_requested_)
+            ec = error::closed;
+        else
+            ec = session_.prepare_whole_message(message.type(), message.payload().size(), prefix);
+        if (ec) {
+            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+            return;
+        }
+        // An unmasked server header depends only on opcode and length: the shared frame's own
+        // header is the one the session just made.
+        outgoing frame;
+        frame.shared = std::move(message);
+        frame.cost = cost;
+        queue_.push_back(std::move(frame));
+        last_activity_ = clock::now();
+        flush();
+    }
+
     void request_close(std::uint16_t code, std::string reason) {
         if (finished_ || closing_requested_ || session_.state() != protocol::session_state::open)
             return;
@@ -565,9 +633,9 @@ private:
             session_.state() == protocol::session_state::closing) {
             for (auto& frame : queue_) {
                 if (frame.close_marker || gather_.size() >= max_gather || bytes >= max_batch) break;
-                gather_.push_back(asio::buffer(frame.bytes.data() + frame.offset,
-                                               frame.bytes.size() - frame.offset));
-                bytes += frame.bytes.size() - frame.offset;
+                const std::string_view wire = frame.wire_bytes();
+                gather_.push_back(asio::buffer(wire.data(), wire.size()));
+                bytes += wire.size();
                 ++in_flight_;
             }
         }
@@ -671,7 +739,11 @@ private:
         read_capacity_ = 0;
         auto handlers = std::move(handlers_);
         handlers_ = {};
-        if (handlers.on_close) handlers.on_close(this->shared_from_this(), result_);
+        auto self = this->shared_from_this();
+        if (handlers.on_close) handlers.on_close(self, result_);
+        auto observers = std::move(close_observers_);
+        close_observers_.clear();
+        for (auto& observer : observers) observer(self);
     }
 
     void mark_closing() { closing_.store(true, std::memory_order_relaxed); }
@@ -777,6 +849,7 @@ private:
     std::vector<detail::unique_function<void(std::error_code)>> control_waiters_;
     std::vector<detail::unique_function<void(std::error_code)>> control_waiters_in_flight_;
     std::vector<detail::unique_function<void(std::error_code)>> close_waiters_;
+    std::vector<detail::unique_function<void(const std::shared_ptr<connection>&)>> close_observers_;
     std::atomic<std::size_t> buffered_{0};
     std::atomic<bool> closing_{false};
     bool closing_requested_ = false;

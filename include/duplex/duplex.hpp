@@ -8,6 +8,7 @@
 #include "protocol.hpp"
 
 #include "connection.hpp"
+#include "rooms.hpp"
 #include "server.hpp"
 #include "transport/tcp.hpp"
 

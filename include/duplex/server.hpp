@@ -166,6 +166,16 @@ public:
         for (auto& c : state_->snapshot()) fn(c);
     }
 
+    // Sends one message, encoded once, to every open connection; returns how many queued it.
+    std::size_t broadcast(const shared_message& message) const {
+        std::size_t queued = 0;
+        for (auto& c : state_->snapshot()) {
+            const auto status = c->send(message);
+            if (status == send_status::ok || status == send_status::backpressure) ++queued;
+        }
+        return queued;
+    }
+
 private:
     struct state;
 

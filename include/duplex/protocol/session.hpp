@@ -202,6 +202,17 @@ public:
         return {};
     }
 
+    // prepare_send() for a whole message whose payload the caller has already validated (a
+    // text payload checked as UTF-8 once for many recipients): the header only, no scan.
+    std::error_code prepare_whole_message(opcode op, std::size_t payload_size,
+                                          frame_prefix& prefix) {
+        if (op != opcode::text && op != opcode::binary) return error::bad_opcode;
+        if (state_ != session_state::open) return error::closed;
+        if (sending_message_) return error::message_in_progress;
+        make_prefix(op, true, payload_size, prefix);
+        return {};
+    }
+
     // Allowed until the peer's close arrives: control frames are not data (5.5.1).
     std::error_code ping(std::string_view payload = {}) {
         return send_control(opcode::ping, payload);

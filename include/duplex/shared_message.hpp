@@ -1,0 +1,98 @@
+// duplex/shared_message.hpp — one message encoded once, sent to many connections.
+//
+// A broadcast to N connections should not copy, frame or validate the payload N times. A
+// shared_message holds the complete server frame (header and unmasked payload) in one immutable
+// buffer; every connection that sends it queues a reference to that buffer, and the buffer is
+// freed when the last write that needed it completes. A text payload is checked as UTF-8 once,
+// here.
+//
+//   auto update = duplex::shared_message::text(R"({"price":101.5})");
+//   for (auto& c : subscribers) c->send(update); // no copy per subscriber
+//
+// Server connections write the shared bytes as they are. A client must mask every frame with
+// its own key (RFC 6455 5.3), so a client connection copies the payload once, as send() does.
+#pragma once
+
+#include "error.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/utf8.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace duplex {
+
+class shared_message {
+public:
+    // An empty message: operator bool is false, and a connection refuses to send it.
+    shared_message() = default;
+
+    // Encodes `payload` as one unmasked, final frame of `type` (text or binary). Sets `ec` and
+    // returns an empty message for a text payload that is not UTF-8 or another opcode.
+    static shared_message make(protocol::opcode type, std::string_view payload,
+                               std::error_code& ec) {
+        ec = {};
+        if (type != protocol::opcode::text && type != protocol::opcode::binary) {
+            ec = error::bad_opcode;
+            return {};
+        }
+        if (type == protocol::opcode::text && !protocol::is_valid_utf8(payload)) {
+            ec = error::invalid_utf8;
+            return {};
+        }
+        protocol::frame_header header;
+        header.fin = true;
+        header.op = type;
+        header.payload_size = payload.size();
+        unsigned char prefix[protocol::max_frame_header_size];
+        const std::size_t header_size = protocol::encode_frame_header(header, prefix);
+        auto encoded = std::make_shared<frame>();
+        encoded->type = type;
+        encoded->header_size = header_size;
+        encoded->bytes.reserve(header_size + payload.size());
+        encoded->bytes.append(reinterpret_cast<const char*>(prefix), header_size);
+        encoded->bytes.append(payload);
+        shared_message message;
+        message.frame_ = std::move(encoded);
+        return message;
+    }
+
+    // Empty when `payload` is not UTF-8.
+    static shared_message text(std::string_view payload) {
+        std::error_code ignored;
+        return make(protocol::opcode::text, payload, ignored);
+    }
+    static shared_message binary(std::string_view payload) {
+        std::error_code ignored;
+        return make(protocol::opcode::binary, payload, ignored);
+    }
+
+    explicit operator bool() const noexcept { return frame_ != nullptr; }
+    protocol::opcode type() const noexcept {
+        return frame_ ? frame_->type : protocol::opcode::binary;
+    }
+    bool is_text() const noexcept { return type() == protocol::opcode::text; }
+    std::string_view payload() const noexcept {
+        return frame_ ? std::string_view(frame_->bytes).substr(frame_->header_size)
+                      : std::string_view{};
+    }
+    // The whole frame as a server writes it: header, then payload.
+    std::string_view frame_bytes() const noexcept {
+        return frame_ ? std::string_view(frame_->bytes) : std::string_view{};
+    }
+    // Connections (and history) holding this message; for tests and diagnostics.
+    long use_count() const noexcept { return frame_.use_count(); }
+
+private:
+    struct frame {
+        protocol::opcode type = protocol::opcode::binary;
+        std::size_t header_size = 0;
+        std::string bytes;
+    };
+    std::shared_ptr<const frame> frame_;
+};
+
+} // namespace duplex
