@@ -13,6 +13,7 @@
 // send(), close() and the async_ operations may be called from any thread.
 #pragma once
 
+#include "detail/fifo.hpp"
 #include "detail/unique_function.hpp"
 #include "error.hpp"
 #include "protocol/session.hpp"
@@ -33,13 +34,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -115,6 +116,18 @@ struct connection_handlers {
     std::function<void(const pointer&, std::string_view payload)> on_pong;
 };
 
+namespace detail {
+// Whether a transport can wait for readability and then read without blocking (see tcp.hpp).
+template <class T, class = void>
+struct reads_when_ready : std::false_type {};
+template <class T>
+struct reads_when_ready<T,
+                        std::void_t<decltype(T::read_now(std::declval<typename T::stream_type&>(),
+                                                         std::declval<asio::mutable_buffer>(),
+                                                         std::declval<std::error_code&>()))>>
+    : std::true_type {};
+} // namespace detail
+
 template <class Transport, class UserData = no_user_data>
 class connection : public std::enable_shared_from_this<connection<Transport, UserData>> {
 public:
@@ -132,11 +145,7 @@ public:
           timer_(strand_), options_(options), session_(role, options.protocol),
           remote_(Transport::remote_endpoint(stream_)), last_received_(clock::now()),
           last_activity_(last_received_) {
-        if (!initial_bytes.empty()) {
-            ensure_read_buffer(initial_bytes.size());
-            std::memcpy(read_buffer_.get(), initial_bytes.data(), initial_bytes.size());
-            read_end_ = initial_bytes.size();
-        }
+        if (!initial_bytes.empty()) keep_input(initial_bytes.data(), initial_bytes.size());
     }
 
     connection(const connection&) = delete;
@@ -340,6 +349,17 @@ private:
         }
     };
 
+    // async_write keeps a copy of its buffer sequence: a view of gather_ copies in two words
+    // what a vector would copy with an allocation on every write.
+    struct gather_view {
+        using value_type = asio::const_buffer;
+        using const_iterator = const asio::const_buffer*;
+        const asio::const_buffer* first;
+        std::size_t count;
+        const_iterator begin() const noexcept { return first; }
+        const_iterator end() const noexcept { return first + count; }
+    };
+
     // Bounds what pings from a peer that does not read can pile up as pongs.
     static constexpr std::size_t control_backlog_limit = 64U * 1024U;
 
@@ -372,12 +392,40 @@ private:
 
     // ---- reading -----------------------------------------------------------------------
 
+    static constexpr bool reads_when_ready = detail::reads_when_ready<Transport>::value;
+
+    // Readiness transports read into one buffer per thread, lent to whichever connection the
+    // thread serves; a connection owns a buffer only for bytes it must keep between reads.
+    static constexpr std::size_t min_thread_buffer = 64U * 1024U;
+
+    char* thread_buffer(std::size_t size) {
+        thread_local std::unique_ptr<char[]> buffer;
+        thread_local std::size_t capacity = 0;
+        if (capacity < size) {
+            buffer = std::make_unique<char[]>(size);
+            capacity = size;
+        }
+        return buffer.get();
+    }
+
     void ensure_read_buffer(std::size_t at_least) {
-        const std::size_t size = std::max(at_least, options_.read_buffer_size);
+        const std::size_t size =
+            reads_when_ready ? at_least : std::max(at_least, options_.read_buffer_size);
         if (!read_buffer_ || read_capacity_ < size) {
             read_buffer_ = std::make_unique<char[]>(size);
             read_capacity_ = size;
         }
+    }
+
+    // Copies unparsed bytes into the connection's own buffer (initial bytes after the HTTP
+    // head, or what a satisfied async_read left in the thread's buffer).
+    void keep_input(const char* data, std::size_t size) {
+        if (data == read_buffer_.get()) return;
+        ensure_read_buffer(size);
+        std::memmove(read_buffer_.get(), data, size);
+        input_ = read_buffer_.get();
+        read_begin_ = 0;
+        read_end_ = size;
     }
 
     void start_read(detail::unique_function<void(std::error_code, message)> done) {
@@ -397,8 +445,16 @@ private:
 
     void do_read() {
         if (reading_ || finished_) return;
-        ensure_read_buffer(0);
         reading_ = true;
+        if constexpr (reads_when_ready) {
+            Transport::async_wait_readable(
+                stream_,
+                asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
+                    self->on_readable(ec);
+                }));
+            return;
+        }
+        ensure_read_buffer(0);
         stream_.async_read_some(
             asio::buffer(read_buffer_.get(), read_capacity_),
             asio::bind_executor(
@@ -411,8 +467,25 @@ private:
         reading_ = false;
         if (finished_) return;
         if (ec) return on_transport_end(ec);
+        received(read_buffer_.get(), n);
+    }
+
+    void on_readable(std::error_code ec) {
+        reading_ = false;
+        if (finished_) return;
+        if (ec) return on_transport_end(ec);
+        const std::size_t size = std::max(options_.read_buffer_size, min_thread_buffer);
+        char* buffer = thread_buffer(size);
+        const std::size_t n = Transport::read_now(stream_, asio::buffer(buffer, size), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return do_read();
+        if (ec) return on_transport_end(ec);
+        received(buffer, n);
+    }
+
+    void received(char* data, std::size_t n) {
         last_received_ = clock::now();
         awaiting_pong_ = false; // anything from the peer proves it is alive
+        input_ = data;
         read_begin_ = 0;
         read_end_ = n;
         process_input();
@@ -422,23 +495,28 @@ private:
     // async_read was satisfied; the rest waits in the buffer for the next one.
     void process_input() {
         if (finished_ || processing_input_) return;
-        ensure_read_buffer(0);
         processing_input_ = true;
         while (!finished_ && wants_input()) {
-            const auto r =
-                session_.receive(read_buffer_.get() + read_begin_, read_end_ - read_begin_);
+            const auto r = session_.receive(input_ + read_begin_, read_end_ - read_begin_);
             read_begin_ += r.consumed;
             if (r.ev.type == protocol::event_type::none) break;
             on_event(r.ev);
         }
         processing_input_ = false;
         if (finished_) return;
+        // The thread's buffer is lent only for this call.
+        if (read_begin_ != read_end_) keep_input(input_ + read_begin_, read_end_ - read_begin_);
         if (session_.pending_output().size() > control_backlog_limit)
             return abort(make_error_code(error::control_backlog));
         flush();
         if (finished_) return;
         if (read_begin_ == read_end_) {
             read_begin_ = read_end_ = 0;
+            if (reads_when_ready && read_buffer_) {
+                read_buffer_.reset(); // an idle connection keeps no receive buffer
+                read_capacity_ = 0;
+                input_ = nullptr;
+            }
             if (wants_input()) do_read();
         }
     }
@@ -499,7 +577,12 @@ private:
     // The one copy of a payload a send makes: it leaves room in front for the longest header,
     // so that the strand can write the header in place instead of copying the payload again.
     static std::string with_header_room(std::string_view payload) {
-        std::string framed(protocol::max_frame_header_size + payload.size(), '\0');
+        std::string framed;
+        // Never in the string's inline storage: the write in progress points into these bytes
+        // while the queue may move its elements.
+        framed.reserve(std::max<std::size_t>(protocol::max_frame_header_size + payload.size(),
+                                             sizeof(std::string) + 1));
+        framed.resize(protocol::max_frame_header_size + payload.size());
         if (!payload.empty())
             std::memcpy(&framed[protocol::max_frame_header_size], payload.data(), payload.size());
         return framed;
@@ -645,7 +728,7 @@ private:
         }
         if (session_.state() != protocol::session_state::open) arm_close_deadline();
         writing_ = true;
-        asio::async_write(stream_, gather_,
+        asio::async_write(stream_, gather_view{gather_.data(), gather_.size()},
                           asio::bind_executor(strand_, [self = this->shared_from_this()](
                                                            std::error_code ec, std::size_t) {
                               self->on_write(ec);
@@ -664,6 +747,9 @@ private:
             if (frame.done) frame.done(ec);
         }
         in_flight_ = 0;
+        gather_.clear();
+        if (queue_.empty() && gather_.capacity() > 8)
+            std::vector<asio::const_buffer>().swap(gather_);
         for (auto& w : control_waiters_in_flight_) w(ec);
         control_waiters_in_flight_.clear();
         if (ec) {
@@ -737,6 +823,7 @@ private:
         close_waiters_.clear();
         read_buffer_.reset();
         read_capacity_ = 0;
+        input_ = nullptr;
         auto handlers = std::move(handlers_);
         handlers_ = {};
         auto self = this->shared_from_this();
@@ -834,6 +921,7 @@ private:
 
     std::unique_ptr<char[]> read_buffer_;
     std::size_t read_capacity_ = 0;
+    char* input_ = nullptr; // read_buffer_ or the thread's buffer: unparsed bytes
     std::size_t read_begin_ = 0;
     std::size_t read_end_ = 0;
     bool reading_ = false;
@@ -841,7 +929,7 @@ private:
     bool error_reported_ = false;
     detail::unique_function<void(std::error_code, message)> read_waiter_;
 
-    std::deque<outgoing> queue_;
+    detail::fifo<outgoing> queue_;
     std::size_t in_flight_ = 0;
     std::string control_in_flight_;
     std::vector<asio::const_buffer> gather_;
