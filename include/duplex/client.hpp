@@ -53,7 +53,7 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
 
     connect_op(asio::any_io_executor ex, protocol::websocket_url u, client_options o,
                typename Transport::context_type& c, result_handler h)
-        : strand(asio::make_strand(ex)), resolver(strand), socket(strand), timer(strand),
+        : strand(asio::make_strand(ex)), resolver(strand), socket(ex), timer(strand),
           url(std::move(u)), options(std::move(o)), context(c), handler(std::move(h)) {}
 
     asio::strand<asio::any_io_executor> strand;

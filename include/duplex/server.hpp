@@ -388,8 +388,10 @@ private:
         }
 
         void accept(asio::ip::tcp::acceptor& acceptor) {
+            // The socket gets the plain io executor: the handshake and then the connection put
+            // it on a strand of their own (a strand here would wrap every operation twice).
             acceptor.async_accept(
-                asio::make_strand(io),
+                io.get_executor(),
                 asio::bind_executor(strand, [self = this->shared_from_this(), &acceptor](
                                                 std::error_code ec, asio::ip::tcp::socket socket) {
                     if (self->stopping) return;

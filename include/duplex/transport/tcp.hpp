@@ -37,6 +37,8 @@
 
 #include "../protocol/session.hpp"
 
+#include <asio/associated_executor.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 
@@ -59,16 +61,14 @@ struct tcp {
     template <class Handler>
     static void async_handshake(stream_type& stream, protocol::role, const std::string&,
                                 Handler&& handler) {
-        asio::post(stream.get_executor(),
-                   [h = std::forward<Handler>(handler)]() mutable { h(std::error_code{}); });
+        post_completion(stream, std::forward<Handler>(handler), std::error_code{});
     }
 
     template <class Handler>
     static void async_shutdown(stream_type& stream, Handler&& handler) {
         std::error_code ec;
         stream.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        asio::post(stream.get_executor(),
-                   [h = std::forward<Handler>(handler), ec]() mutable { h(ec); });
+        post_completion(stream, std::forward<Handler>(handler), ec);
     }
 
     static void close(stream_type& stream) noexcept {
@@ -98,6 +98,17 @@ struct tcp {
         std::error_code ec;
         auto endpoint = stream.remote_endpoint(ec);
         return ec ? asio::ip::tcp::endpoint{} : endpoint;
+    }
+
+private:
+    // As Asio's own operations complete: posted (never inline), then run on the handler's
+    // associated executor, e.g. the strand it was bound to.
+    template <class Handler>
+    static void post_completion(stream_type& stream, Handler&& handler, std::error_code ec) {
+        auto io_executor = stream.get_executor();
+        auto executor = asio::get_associated_executor(handler, io_executor);
+        asio::post(io_executor, asio::bind_executor(executor, [h = std::forward<Handler>(handler),
+                                                               ec]() mutable { h(ec); }));
     }
 };
 
