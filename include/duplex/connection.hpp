@@ -172,14 +172,19 @@ public:
 
     // Begins reading and delivering events to `handlers`. Call once, from any thread.
     void start(handlers_type handlers) {
-        asio::dispatch(strand_,
-                       [self = this->shared_from_this(), h = std::move(handlers)]() mutable {
-                           self->handlers_ = std::move(h);
-                           self->handler_mode_ = true;
-                           if (self->handlers_.on_open) self->handlers_.on_open(self);
-                           self->arm_timer();
-                           self->process_input();
-                       });
+        start_shared(std::make_shared<const handlers_type>(std::move(handlers)));
+    }
+
+    // The same, with handlers shared by many connections (a server's): one copy for all.
+    void start_shared(std::shared_ptr<const handlers_type> handlers) {
+        asio::dispatch(
+            strand_, [self = this->shared_from_this(), h = std::move(handlers)]() mutable {
+                self->handlers_ = h ? std::move(h) : std::make_shared<const handlers_type>();
+                self->handler_mode_ = true;
+                if (self->handlers_->on_open) self->handlers_->on_open(self);
+                self->arm_timer();
+                self->process_input();
+            });
     }
 
     // ---- thread-safe sending ------------------------------------------------------------
@@ -528,8 +533,8 @@ private:
         case event_type::message_end:
             last_activity_ = clock::now();
             if (handler_mode_) {
-                if (handlers_.on_message)
-                    handlers_.on_message(this->shared_from_this(), {ev.op, ev.data});
+                if (handlers_ && handlers_->on_message)
+                    handlers_->on_message(this->shared_from_this(), {ev.op, ev.data});
             } else if (read_waiter_) {
                 auto done = std::move(read_waiter_);
                 read_waiter_ = {};
@@ -537,7 +542,8 @@ private:
             }
             return;
         case event_type::pong:
-            if (handlers_.on_pong) handlers_.on_pong(this->shared_from_this(), ev.data);
+            if (handlers_ && handlers_->on_pong)
+                handlers_->on_pong(this->shared_from_this(), ev.data);
             return;
         case event_type::close:
             // The session queued the echo (5.5.1). Messages still queued are not sent: no data
@@ -796,7 +802,7 @@ private:
     void report_error(std::error_code ec) {
         if (error_reported_ || !ec || Transport::is_clean_end(ec)) return;
         error_reported_ = true;
-        if (handlers_.on_error) handlers_.on_error(this->shared_from_this(), ec);
+        if (handlers_ && handlers_->on_error) handlers_->on_error(this->shared_from_this(), ec);
     }
 
     void finish() {
@@ -825,9 +831,9 @@ private:
         read_capacity_ = 0;
         input_ = nullptr;
         auto handlers = std::move(handlers_);
-        handlers_ = {};
+        handlers_.reset();
         auto self = this->shared_from_this();
-        if (handlers.on_close) handlers.on_close(self, result_);
+        if (handlers && handlers->on_close) handlers->on_close(self, result_);
         auto observers = std::move(close_observers_);
         close_observers_.clear();
         for (auto& observer : observers) observer(self);
@@ -916,7 +922,7 @@ private:
     asio::ip::tcp::endpoint remote_;
     UserData user_data_{};
     std::string subprotocol_;
-    handlers_type handlers_;
+    std::shared_ptr<const handlers_type> handlers_; // set by start(); null before and after
     bool handler_mode_ = false;
 
     std::unique_ptr<char[]> read_buffer_;

@@ -331,6 +331,7 @@ private:
         std::atomic<std::size_t> active{0}; // connections and handshakes
         std::mutex mutex;
         std::unordered_map<connection_type*, connection_ptr> connections;
+        std::shared_ptr<const connection_handlers<connection_type>> connection_handlers_copy;
         std::unordered_map<handshake*, std::weak_ptr<handshake>> handshakes;
         std::atomic<bool> stopping{false};
 
@@ -420,10 +421,22 @@ private:
         }
 
         void adopt(const connection_ptr& c) {
+            std::shared_ptr<const connection_handlers<connection_type>> shared;
             {
                 std::lock_guard<std::mutex> lock(mutex);
                 connections.emplace(c.get(), c);
+                if (!connection_handlers_copy)
+                    connection_handlers_copy = make_connection_handlers();
+                shared = connection_handlers_copy;
             }
+            c->start_shared(std::move(shared));
+            // A stop() that ran while this connection was still in its handshake missed it.
+            if (stopping) c->close(protocol::close_code::going_away, "server shutting down");
+        }
+
+        // One set of handlers for every connection (not a copy each): the application's, with
+        // on_close also releasing the connection's place in this server.
+        std::shared_ptr<const connection_handlers<connection_type>> make_connection_handlers() {
             auto h = static_cast<connection_handlers<connection_type>>(handlers);
             auto user_close = std::move(h.on_close);
             // Weak: the server state owns the connection, so a strong reference here would be
@@ -439,9 +452,7 @@ private:
                 }
                 self->release();
             };
-            c->start(std::move(h));
-            // A stop() that ran while this connection was still in its handshake missed it.
-            if (stopping) c->close(protocol::close_code::going_away, "server shutting down");
+            return std::make_shared<const connection_handlers<connection_type>>(std::move(h));
         }
 
         std::vector<connection_ptr> snapshot() {
