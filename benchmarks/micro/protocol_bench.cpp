@@ -1,5 +1,8 @@
-// Micro benchmarks of the protocol layer's hot paths: masking, UTF-8 validation, and parsing
-// many small frames through a session. Run: build/release/benchmarks/duplex_micro_bench
+// Micro benchmarks of the protocol layer's hot paths: masking, UTF-8 validation, the frame
+// header codec, and parsing many small frames through a session; memcpy of the same sizes is
+// the reference line. Run: build/release/benchmarks/duplex_micro_bench (benchmarks/run.sh runs
+// it and puts the table in docs/benchmarks.md).
+#include <duplex/protocol/frame.hpp>
 #include <duplex/protocol/mask.hpp>
 #include <duplex/protocol/session.hpp>
 #include <duplex/protocol/utf8.hpp>
@@ -22,7 +25,7 @@ void bm_memcpy(benchmark::State& state) {
         benchmark::DoNotOptimize(dst.data());
         benchmark::ClobberMemory();
     }
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
 }
 
 void bm_mask(benchmark::State& state) {
@@ -34,7 +37,7 @@ void bm_mask(benchmark::State& state) {
         benchmark::DoNotOptimize(buffer.data());
         benchmark::ClobberMemory();
     }
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
 }
 
 std::string sample_text(int kind, std::size_t size) {
@@ -50,7 +53,42 @@ std::string sample_text(int kind, std::size_t size) {
 void bm_utf8(benchmark::State& state) {
     const std::string text = sample_text(static_cast<int>(state.range(0)), 64 * 1024);
     for (auto _ : state) benchmark::DoNotOptimize(is_valid_utf8(text));
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * text.size()));
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(text.size()));
+}
+
+// The three length forms of RFC 6455 5.2: 7-bit, 16-bit and 64-bit.
+constexpr std::int64_t header_payload_sizes[] = {20, 1000, 100000};
+
+// A server encodes unmasked headers.
+void bm_frame_header_encode(benchmark::State& state) {
+    frame_header header;
+    header.op = opcode::binary;
+    header.payload_size = static_cast<std::uint64_t>(state.range(0));
+    unsigned char out[max_frame_header_size];
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(header);
+        benchmark::DoNotOptimize(encode_frame_header(header, out));
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+// A server decodes masked headers.
+void bm_frame_header_decode(benchmark::State& state) {
+    frame_header header;
+    header.op = opcode::binary;
+    header.masked = true;
+    header.mask = 0x12345678;
+    header.payload_size = static_cast<std::uint64_t>(state.range(0));
+    unsigned char wire[max_frame_header_size];
+    const std::size_t size = encode_frame_header(header, wire);
+    frame_header decoded;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(wire);
+        benchmark::DoNotOptimize(decode_frame_header(wire, size, decoded));
+        benchmark::DoNotOptimize(decoded);
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 
 // A server session parsing 1,000 masked 20-byte text frames from one buffer.
@@ -77,7 +115,7 @@ void bm_parse_small_frames(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(messages);
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * 1000));
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * wire.size()));
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(wire.size()));
 }
 
 void bm_encode_small_frames(benchmark::State& state) {
@@ -89,11 +127,23 @@ void bm_encode_small_frames(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * 1000));
 }
 
+// 16 B to 1 MiB: a chat message, typical JSON messages, and sizes that leave the L1 and L2.
+const std::vector<std::int64_t> buffer_sizes = {16, 128, 1024, 16 * 1024, 64 * 1024, 1024 * 1024};
+
 } // namespace
 
-BENCHMARK(bm_memcpy)->Arg(16)->Arg(1024)->Arg(64 * 1024)->Arg(1024 * 1024);
-BENCHMARK(bm_mask)->ArgsProduct({{16, 1024, 64 * 1024, 1024 * 1024}, {0, 3}});
+BENCHMARK(bm_memcpy)->ArgsProduct({buffer_sizes});
+// A payload starts wherever the header ended: misaligned by 3 as well as aligned.
+BENCHMARK(bm_mask)->ArgsProduct({buffer_sizes, {0, 3}});
 BENCHMARK(bm_utf8)->DenseRange(0, 3);
+BENCHMARK(bm_frame_header_encode)
+    ->Arg(header_payload_sizes[0])
+    ->Arg(header_payload_sizes[1])
+    ->Arg(header_payload_sizes[2]);
+BENCHMARK(bm_frame_header_decode)
+    ->Arg(header_payload_sizes[0])
+    ->Arg(header_payload_sizes[1])
+    ->Arg(header_payload_sizes[2]);
 BENCHMARK(bm_parse_small_frames);
 BENCHMARK(bm_encode_small_frames);
 BENCHMARK_MAIN();

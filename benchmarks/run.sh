@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# benchmarks/run.sh — the whole benchmark in one command: installs what is missing (Debian),
+# builds everything in Release, runs the micro benchmarks, then every load scenario against
+# every server in interleaved rounds (tcp duplex beast ..., tcp duplex beast ..., ...) with the
+# server pinned to core 0 and the load generator to core 1, and writes docs/benchmarks.md with
+# the tables (medians, min–max, ratios to the TCP ceiling and to Beast), the machine, the exact
+# commands, and PNG charts in docs/benchmarks/. About 13 minutes on 2 cores; run it on a quiet
+# machine, and commit what it wrote together with the change it measures.
+#
+#   benchmarks/run.sh
+#
+# Environment:
+#   DUPLEX_BENCH_QUICK=1      a smoke run of about 3 minutes: tiny durations and counts; writes
+#                             into the build directory instead of docs/ unless told otherwise
+#   DUPLEX_BENCH_ROUNDS=N     rounds (default 3)
+#   DUPLEX_BENCH_SERVERS="tcp duplex ..."  a subset of: tcp duplex duplex2 beast websocketpp node
+#   DUPLEX_BENCH_SCENARIOS="echo-small ..." a subset (names in the scenario list below)
+#   DUPLEX_BENCH_BUILD=DIR    build directory (default build/bench)
+#   DUPLEX_BENCH_JOBS=N       parallel compile jobs (default: every core)
+#   DUPLEX_BENCH_DOC=FILE     the page to write (default docs/benchmarks.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+# Before the build, which loads the machine itself: how quiet it was when we were started.
+loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+quick=${DUPLEX_BENCH_QUICK:-0}
+rounds=${DUPLEX_BENCH_ROUNDS:-3}
+build=${DUPLEX_BENCH_BUILD:-build/bench}
+if [ "$quick" = 1 ]; then
+    doc=${DUPLEX_BENCH_DOC:-$build/report/benchmarks.md}
+else
+    doc=${DUPLEX_BENCH_DOC:-docs/benchmarks.md}
+fi
+results=$build/results
+server_core=0
+generator_core=1
+
+# ---- what each run does ------------------------------------------------------------------------
+
+if [ "$quick" = 1 ]; then
+    duration=0.5 warmup=0.2 subscribers=500 idle_connections=300 micro_time=0.01
+else
+    duration=4 warmup=1 subscribers=10000 idle_connections=5000 micro_time=0.2
+fi
+echo_args="--connections 100 --duration $duration --warmup $warmup"
+# name|wsload arguments (the port and the server's PID are added to each run)
+scenarios=(
+    "echo-small|echo $echo_args --size 20 --in-flight 1"
+    "echo-small-pipelined|echo $echo_args --size 20 --in-flight 16"
+    "echo-16k|echo $echo_args --size 16384 --in-flight 1"
+    "broadcast|broadcast --subscribers $subscribers --size 32 --duration $duration --warmup $warmup"
+    "idle|idle --connections $idle_connections"
+    "idle-touched|idle --connections $idle_connections --touch"
+    "connect|connect --concurrency 32 --duration $duration --warmup $warmup"
+)
+if [ -n "${DUPLEX_BENCH_SCENARIOS:-}" ]; then
+    chosen=()
+    for s in "${scenarios[@]}"; do
+        [[ " $DUPLEX_BENCH_SCENARIOS " == *" ${s%%|*} "* ]] && chosen+=("$s")
+    done
+    scenarios=("${chosen[@]}")
+fi
+
+# ---- dependencies ------------------------------------------------------------------------------
+
+packages=(cmake ninja-build g++ libasio-dev libbenchmark-dev libboost-dev libwebsocketpp-dev
+    gnuplot-nox python3)
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+# ---- build -------------------------------------------------------------------------------------
+
+echo "== build (Release) in $build"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDUPLEX_BUILD_BENCHMARKS=ON \
+    -DDUPLEX_BUILD_TESTS=OFF -DDUPLEX_BUILD_EXAMPLES=OFF -DDUPLEX_BUILD_FUZZ=OFF >/dev/null
+cmake --build "$build" -j "${DUPLEX_BENCH_JOBS:-$(nproc)}"
+bin=$build/benchmarks
+
+# Node ws, the version the interop tests pin.
+node_dir=$build/node
+mkdir -p "$node_dir"
+cp tests/interop/package.json tests/interop/package-lock.json "$node_dir/"
+(cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+
+# ---- servers -----------------------------------------------------------------------------------
+
+# name|cores|command (the port is added as --port 0; the server prints "listening on PORT")
+all_servers=(
+    "tcp|$server_core|$bin/tcp_echo"
+    "duplex|$server_core|$bin/duplex_echo"
+    "duplex2|$server_core,$generator_core|$bin/duplex_echo --threads 2"
+    "beast|$server_core|$bin/beast_echo"
+    "websocketpp|$server_core|$bin/websocketpp_echo"
+    "node|$server_core|env NODE_PATH=$node_dir/node_modules node benchmarks/peers/node/ws_echo.js"
+)
+servers=()
+for s in "${all_servers[@]}"; do
+    IFS='|' read -r name _ command <<<"$s"
+    if [ -n "${DUPLEX_BENCH_SERVERS:-}" ] && [[ " $DUPLEX_BENCH_SERVERS " != *" $name "* ]]; then
+        continue
+    fi
+    program=${command%% *}
+    [ "$program" = env ] && program=node
+    if ! command -v "$program" >/dev/null && [ ! -x "$program" ]; then
+        echo "== $name: skipped ($program was not built or is not installed)"
+        continue
+    fi
+    servers+=("$s")
+done
+
+rm -rf "$results"
+mkdir -p "$results"
+server_pid=""
+stop_server() {
+    [ -n "$server_pid" ] || return 0
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+trap stop_server EXIT
+
+# Starts a server pinned to its cores; sets server_pid and server_port.
+start_server() {
+    local cores=$1 command=$2 log=$results/server.log
+    # shellcheck disable=SC2086 # the command is a list of words
+    taskset -c "$cores" $command --port 0 >"$log" 2>&1 &
+    server_pid=$!
+    server_port=""
+    for _ in $(seq 200); do
+        server_port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$log")
+        [ -n "$server_port" ] && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "   the server did not start: $(cat "$log")"
+    stop_server
+    return 1
+}
+
+{
+    echo "servers (each started with --port 0, a free port; pinned with taskset):"
+    for s in "${servers[@]}"; do
+        IFS='|' read -r name cores command <<<"$s"
+        echo "  $name: taskset -c $cores ${command/$root\//} --port 0"
+    done
+    echo "load generator, pinned to core $generator_core, one run per scenario, server and round:"
+    for s in "${scenarios[@]}"; do
+        echo "  ${s%%|*}: taskset -c $generator_core $bin/wsload ${s#*|} --port PORT --server-pid PID --json"
+    done
+    echo "micro benchmarks, pinned to core $server_core:"
+    echo "  taskset -c $server_core $bin/duplex_micro_bench --benchmark_min_time=$micro_time"
+} >"$results/commands.txt"
+
+# Run facts for the report.
+cat >"$results/meta.json" <<EOF
+{"quick": $([ "$quick" = 1 ] && echo true || echo false), "rounds": $rounds,
+ "duration_s": $duration, "warmup_s": $warmup, "subscribers": $subscribers,
+ "idle_connections": $idle_connections, "micro_min_time_s": $micro_time,
+ "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "loadavg_at_start": "$loadavg_at_start",
+ "server_core": $server_core, "generator_core": $generator_core,
+ "build_dir": "$build", "node_modules": "$node_dir/node_modules"}
+EOF
+
+if awk '{ exit !($1 > 0.5) }' <<<"$loadavg_at_start"; then
+    echo "== warning: load average $loadavg_at_start before the build: this machine is not quiet," \
+        "and the numbers will show it"
+fi
+
+# ---- micro benchmarks --------------------------------------------------------------------------
+
+start=$SECONDS
+if [ -x "$bin/duplex_micro_bench" ]; then
+    echo "== micro benchmarks"
+    taskset -c "$server_core" "$bin/duplex_micro_bench" --benchmark_min_time="$micro_time" \
+        --benchmark_out="$results/micro.json" --benchmark_out_format=json >"$results/micro.txt"
+else
+    echo "== micro benchmarks skipped (Google Benchmark missing)"
+fi
+
+# ---- load scenarios, interleaved rounds --------------------------------------------------------
+
+failures=0
+for round in $(seq "$rounds"); do
+    for scenario in "${scenarios[@]}"; do
+        scenario_name=${scenario%%|*}
+        wsload_args=${scenario#*|}
+        for s in "${servers[@]}"; do
+            IFS='|' read -r name cores command <<<"$s"
+            printf '== round %s/%s  %-22s %-12s ' "$round" "$rounds" "$scenario_name" "$name"
+            if ! start_server "$cores" "$command"; then
+                failures=$((failures + 1))
+                continue
+            fi
+            # shellcheck disable=SC2086 # wsload_args is a list of words
+            if taskset -c "$generator_core" "$bin/wsload" $wsload_args --port "$server_port" \
+                --server-pid "$server_pid" --json >"$results/run.json" 2>"$results/run.err"; then
+                printf '{"round":%s,"scenario":"%s","server":"%s","result":%s}\n' "$round" \
+                    "$scenario_name" "$name" "$(cat "$results/run.json")" >>"$results/results.jsonl"
+                sed -E 's/.*"(messages_per_s|deliveries_per_s|handshakes_per_s|bytes_per_connection)":([0-9.]+).*/\1 \2/' \
+                    "$results/run.json"
+            else
+                failures=$((failures + 1))
+                echo "FAILED: $(head -c 300 "$results/run.err")"
+            fi
+            stop_server
+            sleep 0.2 # let the kernel release the sockets of the run before
+        done
+    done
+done
+echo "== load runs took $((SECONDS - start)) s, $failures failed"
+
+# ---- the page ----------------------------------------------------------------------------------
+
+python3 benchmarks/report.py --results "$results" --doc "$doc" --template benchmarks/report_template.md
+echo "== wrote $doc"
+[ "$failures" -eq 0 ]
