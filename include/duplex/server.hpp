@@ -200,6 +200,7 @@ private:
         std::string leftover;
         std::string response;
         UserData data{};
+        bool answering = false; // the request is complete: deciding, then writing the answer
         bool done = false;
 
         void start() {
@@ -212,7 +213,7 @@ private:
             Transport::async_handshake(
                 stream, protocol::role::server, std::string(),
                 asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
-                    if (ec) return self->give_up();
+                    if (ec || self->done) return self->give_up();
                     self->read();
                 }));
         }
@@ -231,6 +232,7 @@ private:
             const auto r = hs.feed(std::string_view(chunk.data(), n));
             using st = protocol::server_handshake::state;
             if (r.status == st::reading) return read();
+            answering = true;
             leftover.assign(chunk.data() + r.consumed, n - r.consumed);
             request_info info{hs.request(), nullptr, remote};
             if (r.status == st::request_ready) {
@@ -264,7 +266,8 @@ private:
             asio::async_write(stream, asio::buffer(response),
                               asio::bind_executor(strand, [self = this->shared_from_this(),
                                                            next](std::error_code ec, std::size_t) {
-                                  if (ec) return self->give_up();
+                                  // give_up() may have run while the write was pending.
+                                  if (ec || self->done) return self->give_up();
                                   next(self);
                               }));
         }
@@ -304,6 +307,14 @@ private:
             c->set_subprotocol(std::string(hs.subprotocol()));
             owner->untrack(this);
             owner->adopt(c);
+        }
+
+        // The server is stopping. A handshake that is already answering a complete request
+        // goes on (stop() may even be called from on_upgrade): after a 101 the client sees an
+        // open WebSocket, so it becomes a connection that adopt() closes with 1001 rather than
+        // a transport cut without a close frame (1006). The handshake deadline bounds it.
+        void stop() {
+            if (!answering) give_up();
         }
 
         void give_up() {
@@ -352,7 +363,7 @@ private:
                 for (auto& entry : handshakes)
                     if (auto h = entry.second.lock()) pending.push_back(std::move(h));
             }
-            for (auto& h : pending) asio::dispatch(h->strand, [h] { h->give_up(); });
+            for (auto& h : pending) asio::dispatch(h->strand, [h] { h->stop(); });
         }
 
         std::error_code listen(const std::string& host, std::uint16_t port) {

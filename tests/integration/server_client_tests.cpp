@@ -537,6 +537,27 @@ TEST_CASE("Graceful shutdown: stop() sends 1001 to every client and lets io.run(
     CHECK(server.connection_count() == 0);
 }
 
+TEST_CASE("Graceful shutdown: a handshake already writing its 101 becomes a connection closed "
+          "with 1001",
+          "[integration][shutdown]") {
+    asio::io_context io;
+    tcp_server server(io);
+    // stop() from inside on_upgrade runs while this handshake goes on to write its 101: the
+    // client must get a close frame, and the server's count must come back to zero once.
+    server.handlers().on_upgrade = [&](const duplex::request_info&, duplex::no_user_data&) {
+        server.stop(2s);
+        return duplex::upgrade_decision::accept();
+    };
+    listen_or_fail(server);
+    std::thread server_thread([&] { io.run(); });
+    io_runner clients;
+    auto c = connect(clients.io, url_for(server));
+    CHECK_THROWS(c->async_read(asio::use_future).get());
+    CHECK(c->result().code == 1001);
+    server_thread.join();
+    CHECK(server.connection_count() == 0);
+}
+
 TEST_CASE("Graceful shutdown: clients that never answer are cut at the deadline",
           "[integration][shutdown]") {
     asio::io_context io;

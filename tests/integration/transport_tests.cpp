@@ -410,6 +410,32 @@ TEST_CASE("memory: the policy's handshake, shutdown and endpoint", "[transport][
     CHECK(moved.is_open());
 }
 
+TEST_CASE("memory: destroying the io_context destroys the handlers of pending operations",
+          "[transport][memory]") {
+    // A handler that owns its own stream, the shape of every connection: nothing but the
+    // context's shutdown can break that cycle while the peer stays silent.
+    struct owner {
+        std::optional<memory::stream_type> stream;
+        char byte = 0;
+    };
+    std::weak_ptr<owner> left_behind;
+    bool called = false;
+    {
+        asio::io_context io;
+        auto ends = memory::make_pair(io.get_executor());
+        auto holder = std::make_shared<owner>();
+        holder->stream.emplace(std::move(ends.first));
+        holder->stream->async_read_some(
+            asio::buffer(&holder->byte, 1),
+            [holder, &called](std::error_code, std::size_t) { called = true; });
+        left_behind = holder;
+        holder.reset();
+        io.run_for(10ms); // the read stays pending: the peer never writes
+        CHECK_FALSE(left_behind.expired());
+    }
+    CHECK(left_behind.expired());
+    CHECK_FALSE(called);
+}
 // ---------------------------------------------------------------------------------------------
 // TLS over loopback: only when built against duplex::tls (OpenSSL).
 #if defined(DUPLEX_ENABLE_TLS)

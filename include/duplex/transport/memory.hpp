@@ -30,6 +30,9 @@
 //     it completes with asio::error::in_progress rather than being queued.
 //   - A pending operation counts as outstanding work, like one on a socket: io_context::run
 //     does not return while a read waits for a peer that never writes. Use run_for in tests.
+//   - When the execution context shuts down (an io_context being destroyed), the handlers of
+//     pending operations are destroyed without being called, as Asio does for sockets. A
+//     handler usually owns what owns the stream, so otherwise the two would keep each other.
 //
 // Threads: the two ends share their state under a mutex, so they may run on different
 // threads or strands of a multi-threaded io_context (that is what TSan tests need). As with a
@@ -47,10 +50,13 @@
 #include <asio/bind_executor.hpp>
 #include <asio/buffer.hpp>
 #include <asio/error.hpp>
+#include <asio/execution/context.hpp>
 #include <asio/execution/outstanding_work.hpp>
+#include <asio/execution_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
+#include <asio/query.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -246,6 +252,19 @@ public:
         try_read(1 - i, out);
     }
 
+    // The execution context is shutting down: its pending operations will never complete.
+    // The caller destroys what this returns after releasing the lock.
+    ready_list abandon() {
+        ready_list dropped;
+        for (auto& e : ends) {
+            if (e.read) dropped.push_back({std::move(e.read->done), {}, 0});
+            if (e.write) dropped.push_back({std::move(e.write->done), {}, 0});
+            e.read.reset();
+            e.write.reset();
+        }
+        return dropped;
+    }
+
     void close(int i, ready_list& out) {
         end& e = ends[i];
         if (e.closed) return;
@@ -259,6 +278,52 @@ public:
         try_read(1 - i, out);
         try_write(1 - i, out);
     }
+};
+
+// Knows every pipe made on one execution context, to abandon their pending operations when
+// that context shuts down.
+class pipe_registry : public asio::execution_context::service {
+public:
+    using key_type = pipe_registry;
+    static inline asio::execution_context::id id;
+
+    explicit pipe_registry(asio::execution_context& context)
+        : asio::execution_context::service(context) {}
+
+    void add(const std::shared_ptr<pipe>& p) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (pipes_.size() >= 2 * live_at_last_prune_ + 16) {
+            pipes_.erase(std::remove_if(pipes_.begin(), pipes_.end(),
+                                        [](const std::weak_ptr<pipe>& w) { return w.expired(); }),
+                         pipes_.end());
+            live_at_last_prune_ = pipes_.size();
+        }
+        pipes_.push_back(p);
+    }
+
+private:
+    void shutdown() override {
+        std::vector<std::weak_ptr<pipe>> pipes;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            pipes.swap(pipes_);
+        }
+        for (auto& weak : pipes) {
+            auto p = weak.lock();
+            if (!p) continue;
+            pipe::ready_list dropped;
+            {
+                std::lock_guard<std::mutex> lock(p->mutex);
+                dropped = p->abandon();
+            }
+            // Destroying a handler may destroy a stream of this very pipe: not under its lock.
+            dropped.clear();
+        }
+    }
+
+    std::mutex mutex_;
+    std::vector<std::weak_ptr<pipe>> pipes_;
+    std::size_t live_at_last_prune_ = 0;
 };
 
 } // namespace memory_detail
@@ -454,6 +519,10 @@ struct memory {
     static std::pair<stream_type, stream_type> make_pair(const asio::any_io_executor& a,
                                                          const asio::any_io_executor& b) {
         auto shared = std::make_shared<memory_detail::pipe>();
+        for (const auto* executor : {&a, &b})
+            asio::use_service<memory_detail::pipe_registry>(
+                asio::query(*executor, asio::execution::context))
+                .add(shared);
         return {stream_type(shared, 0, a), stream_type(shared, 1, b)};
     }
 
