@@ -1,7 +1,8 @@
 // duplex_echo — duplex as a benchmark peer: an echo server with the options every peer shares
 // (no compression, 16 MiB message limit, TCP_NODELAY), plus a broadcast room.
 //
-//   duplex_echo [--port P] [--threads N]      (0 picks a free port; prints "listening on PORT")
+//   duplex_echo [--port P] [--threads N] [--hold-read-buffer]
+//                                      (0 picks a free port; prints "listening on PORT")
 //
 // Paths: / echoes every message, text as text, binary as binary; /sub joins the room "bench";
 // each message on /pub is published to that room through duplex::rooms (encoded once, the
@@ -37,14 +38,18 @@ constexpr std::size_t shared_message_limit = 16U << 20;
 int main(int argc, char** argv) {
     std::uint16_t port = 9301;
     unsigned threads = 1;
+    bool hold_read_buffer = false; // connection_options::hold_read_buffer
     for (int i = 1; i < argc; ++i) {
         const bool has_value = i + 1 < argc;
         if (has_value && std::strcmp(argv[i], "--port") == 0) {
             port = static_cast<std::uint16_t>(std::strtoul(argv[++i], nullptr, 10));
         } else if (has_value && std::strcmp(argv[i], "--threads") == 0) {
             threads = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+        } else if (std::strcmp(argv[i], "--hold-read-buffer") == 0) {
+            hold_read_buffer = true;
         } else {
-            std::fprintf(stderr, "usage: %s [--port P] [--threads N]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--port P] [--threads N] [--hold-read-buffer]\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -63,6 +68,7 @@ int main(int argc, char** argv) {
     options.tcp_no_delay = true;
     options.connection.protocol.max_message_size = shared_message_limit;
     options.connection.protocol.max_frame_size = shared_message_limit;
+    options.connection.hold_read_buffer = hold_read_buffer;
 
     // Declared before the server: members leave the rooms as the server closes them.
     duplex::rooms<server_type::connection_type> rooms;

@@ -67,6 +67,12 @@ struct connection_options {
     std::chrono::milliseconds close_timeout{std::chrono::seconds(5)};
     // Bytes read from the transport at a time.
     std::size_t read_buffer_size = 16U * 1024U;
+    // Over plain TCP, an idle connection holds no receive buffer: it waits until the socket
+    // is readable, then reads into one buffer per io thread. Asio's reactor re-arms epoll
+    // (one epoll_ctl) for every such wait. true trades memory for that system call: each
+    // connection keeps a read_buffer_size buffer and reads into it directly (as TLS always
+    // does). docs/benchmarks.md measures both.
+    bool hold_read_buffer = false;
 };
 
 enum class send_status {
@@ -201,6 +207,12 @@ public:
         const std::size_t cost = payload.size() + protocol::max_frame_header_size;
         const send_status status = admit(cost);
         if (status == send_status::dropped) return status;
+        if (strand_.running_in_this_thread()) {
+            // A handler answering on the connection's own strand: encode straight into the
+            // queue; nothing has to be carried across threads.
+            append_message(type, payload, cost);
+            return status;
+        }
         asio::dispatch(strand_, [self = this->shared_from_this(), type, cost,
                                  framed = with_header_room(payload)]() mutable {
             self->queue_message(type, std::move(framed), cost, {});
@@ -216,6 +228,10 @@ public:
         const std::size_t cost = message.payload().size() + protocol::max_frame_header_size;
         const send_status status = admit(cost);
         if (status == send_status::dropped) return status;
+        if (strand_.running_in_this_thread()) {
+            queue_shared(message, cost);
+            return status;
+        }
         asio::dispatch(strand_, [self = this->shared_from_this(), message, cost]() mutable {
             self->queue_shared(std::move(message), cost);
         });
@@ -397,7 +413,11 @@ private:
 
     // ---- reading -----------------------------------------------------------------------
 
-    static constexpr bool reads_when_ready = detail::reads_when_ready<Transport>::value;
+    static constexpr bool transport_reads_when_ready = detail::reads_when_ready<Transport>::value;
+
+    bool reads_when_ready() const noexcept {
+        return transport_reads_when_ready && !options_.hold_read_buffer;
+    }
 
     // Readiness transports read into one buffer per thread, lent to whichever connection the
     // thread serves; a connection owns a buffer only for bytes it must keep between reads.
@@ -415,7 +435,7 @@ private:
 
     void ensure_read_buffer(std::size_t at_least) {
         const std::size_t size =
-            reads_when_ready ? at_least : std::max(at_least, options_.read_buffer_size);
+            reads_when_ready() ? at_least : std::max(at_least, options_.read_buffer_size);
         if (!read_buffer_ || read_capacity_ < size) {
             read_buffer_ = std::make_unique<char[]>(size);
             read_capacity_ = size;
@@ -451,13 +471,15 @@ private:
     void do_read() {
         if (reading_ || finished_) return;
         reading_ = true;
-        if constexpr (reads_when_ready) {
-            Transport::async_wait_readable(
-                stream_,
-                asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
-                    self->on_readable(ec);
-                }));
-            return;
+        if constexpr (transport_reads_when_ready) {
+            if (reads_when_ready()) {
+                Transport::async_wait_readable(
+                    stream_, asio::bind_executor(
+                                 strand_, [self = this->shared_from_this()](std::error_code ec) {
+                                     self->on_readable(ec);
+                                 }));
+                return;
+            }
         }
         ensure_read_buffer(0);
         stream_.async_read_some(
@@ -501,11 +523,12 @@ private:
     void process_input() {
         if (finished_ || processing_input_) return;
         processing_input_ = true;
+        const auto self = this->shared_from_this(); // one reference per read, not per message
         while (!finished_ && wants_input()) {
             const auto r = session_.receive(input_ + read_begin_, read_end_ - read_begin_);
             read_begin_ += r.consumed;
             if (r.ev.type == protocol::event_type::none) break;
-            on_event(r.ev);
+            on_event(r.ev, self);
         }
         processing_input_ = false;
         if (finished_) return;
@@ -517,7 +540,7 @@ private:
         if (finished_) return;
         if (read_begin_ == read_end_) {
             read_begin_ = read_end_ = 0;
-            if (reads_when_ready && read_buffer_) {
+            if (reads_when_ready() && read_buffer_) {
                 read_buffer_.reset(); // an idle connection keeps no receive buffer
                 read_capacity_ = 0;
                 input_ = nullptr;
@@ -526,15 +549,16 @@ private:
         }
     }
 
-    void on_event(const protocol::event& ev) {
+    void on_event(const protocol::event& ev, const std::shared_ptr<connection>& self) {
         using protocol::event_type;
         switch (ev.type) {
         case event_type::message:
         case event_type::message_end:
-            last_activity_ = clock::now();
+            // Arrived with this read: its time was taken once for all its messages.
+            last_activity_ = last_received_;
             if (handler_mode_) {
                 if (handlers_ && handlers_->on_message)
-                    handlers_->on_message(this->shared_from_this(), {ev.op, ev.data});
+                    handlers_->on_message(self, {ev.op, ev.data});
             } else if (read_waiter_) {
                 auto done = std::move(read_waiter_);
                 read_waiter_ = {};
@@ -542,8 +566,7 @@ private:
             }
             return;
         case event_type::pong:
-            if (handlers_ && handlers_->on_pong)
-                handlers_->on_pong(this->shared_from_this(), ev.data);
+            if (handlers_ && handlers_->on_pong) handlers_->on_pong(self, ev.data);
             return;
         case event_type::close:
             // The session queued the echo (5.5.1). Messages still queued are not sent: no data
@@ -618,8 +641,7 @@ private:
         frame.cost = cost;
         frame.done = std::move(done);
         queue_.push_back(std::move(frame));
-        last_activity_ = clock::now();
-        flush();
+        note_sent();
     }
 
     void queue_shared(shared_message message, std::size_t cost) {
@@ -643,8 +665,7 @@ private:
         frame.shared = std::move(message);
         frame.cost = cost;
         queue_.push_back(std::move(frame));
-        last_activity_ = clock::now();
-        flush();
+        note_sent();
     }
 
     void request_close(std::uint16_t code, std::string reason) {
@@ -692,6 +713,53 @@ private:
             buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
             if (frame.done) frame.done(ec);
         }
+    }
+
+    // Copies one whole message into the queue: appended to the last queued frame's bytes when
+    // that one is not being written yet, so a burst of small answers becomes one buffer, one
+    // allocation and one element of the gathered write.
+    void append_message(opcode type, std::string_view payload, std::size_t cost) {
+        protocol::frame_prefix prefix;
+        std::error_code ec;
+        if (finished_ || closing_requested_)
+            ec = error::closed;
+        else
+            ec = session_.prepare_send(type, payload, true, prefix);
+        if (ec) {
+            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+            return;
+        }
+        const std::size_t size = prefix.size + payload.size();
+        outgoing* tail = queue_.size() > in_flight_ ? &queue_.back() : nullptr;
+        if (tail && (tail->close_marker || tail->shared || tail->done ||
+                     tail->bytes.size() + size > append_limit))
+            tail = nullptr;
+        if (!tail) {
+            outgoing frame;
+            // Never in the string's inline storage (see with_header_room).
+            frame.bytes.reserve(std::max<std::size_t>(size, min_append_capacity));
+            queue_.push_back(std::move(frame));
+            tail = &queue_.back();
+        }
+        const std::size_t at = tail->bytes.size();
+        tail->bytes.append(reinterpret_cast<const char*>(prefix.bytes), prefix.size);
+        tail->bytes.append(payload.data(), payload.size());
+        if (prefix.masked)
+            protocol::apply_mask(&tail->bytes[at + prefix.size], payload.size(), prefix.key);
+        tail->cost += cost;
+        note_sent();
+    }
+
+    void note_sent() {
+        // Inside process_input the read's own time is recent enough for the idle timeout.
+        last_activity_ = processing_input_ ? last_received_ : clock::now();
+        flush_unless_processing();
+    }
+
+    // A handler answering a message runs inside process_input, which writes once when the
+    // whole read has been parsed: one write per read, not one per answer.
+    void flush_unless_processing() {
+        if (!processing_input_) flush();
     }
 
     // Starts one gathered write of everything writable: control frames first (pongs and close
@@ -912,6 +980,8 @@ private:
     }
 
     static constexpr std::size_t max_gather = 64;
+    static constexpr std::size_t append_limit = 64U * 1024U;
+    static constexpr std::size_t min_append_capacity = 512;
     static constexpr std::size_t max_batch = 1U << 20;
 
     stream_type stream_;

@@ -175,6 +175,7 @@ struct peer_state {
     bool writing = false;
     std::error_code write_error;
     std::size_t written = 0; // bytes the connection's end accepted
+    std::size_t reads = 0;   // reads that delivered bytes
     std::array<char, 4096> buffer{};
 };
 
@@ -219,6 +220,7 @@ private:
                 return;
             }
             s->received.append(s->buffer.data(), n);
+            ++s->reads;
             read_loop(s);
         });
     }
@@ -1049,6 +1051,32 @@ TEST_CASE("Control frames go before queued data in the next write: a pong or a c
         CHECK(rec->closed->error == std::error_code{});
     }
     CHECK(rec->errors.empty());
+}
+
+TEST_CASE("Answers sent from on_message while one read is parsed leave in one write",
+          "[connection][backpressure]") {
+    harness h;
+    auto [a, b] = h.pair();
+    auto c = h.connect(std::move(a), role::server);
+    auto peer = h.peer(std::move(b), role::client);
+    auto rec = std::make_shared<record>();
+    auto handlers = record_into(rec);
+    handlers.on_message = [](const auto& conn, const duplex::message_view& m) {
+        conn->send(m.type, m.data);
+        conn->send(opcode::text, "ack");
+    };
+    c->start(std::move(handlers));
+    // The peer's read is pending before the messages go out: a write per answer would
+    // complete it with the first answer alone.
+    peer.start_reading();
+    h.run_for(5ms);
+    peer.write(frame(opcode::text, "one", true) + frame(opcode::binary, "two", true) +
+               frame(opcode::text, "three", true));
+    REQUIRE(h.run_until([&] { return peer.frames().size() == 6; }));
+    CHECK(peer.state().reads == 1);
+    CHECK(data_messages(peer.frames()) ==
+          std::vector<std::string>{"t:one", "t:ack", "b:two", "t:ack", "t:three", "t:ack"});
+    CHECK(c->buffered_amount() == 0);
 }
 
 TEST_CASE("A ping flood from a peer that does not read fails with control_backlog, bounded",

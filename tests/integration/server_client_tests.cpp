@@ -122,12 +122,20 @@ void echo_messages(tcp_server& server) {
 
 TEST_CASE("RFC 6455 4: echo over real sockets with futures, text and binary of many sizes",
           "[integration]") {
+    // Both ways of reading plain TCP: readiness and a per-thread buffer, or a buffer held by
+    // each connection.
+    const bool hold_read_buffer = GENERATE(false, true);
+    CAPTURE(hold_read_buffer);
     io_runner runner;
-    tcp_server server(runner.io);
+    duplex::server_options server_options;
+    server_options.connection.hold_read_buffer = hold_read_buffer;
+    tcp_server server(runner.io, server_options);
     echo_messages(server);
     listen_or_fail(server);
 
-    auto c = connect(runner.io, url_for(server));
+    duplex::client_options client_options;
+    client_options.connection.hold_read_buffer = hold_read_buffer;
+    auto c = connect(runner.io, url_for(server), client_options);
     REQUIRE(c);
     for (std::size_t size : {0U, 1U, 125U, 126U, 65535U, 65536U, 1U << 20}) {
         for (opcode type : {opcode::text, opcode::binary}) {
