@@ -13,6 +13,7 @@
 // send(), close() and the async_ operations may be called from any thread.
 #pragma once
 
+#include "detail/buffer_cache.hpp"
 #include "detail/fifo.hpp"
 #include "detail/unique_function.hpp"
 #include "error.hpp"
@@ -132,6 +133,15 @@ struct reads_when_ready<T,
                                                          std::declval<asio::mutable_buffer>(),
                                                          std::declval<std::error_code&>()))>>
     : std::true_type {};
+
+// Whether a transport can write without blocking (see tcp.hpp).
+template <class T, class = void>
+struct writes_now : std::false_type {};
+template <class T>
+struct writes_now<
+    T, std::void_t<decltype(T::write_now(std::declval<typename T::stream_type&>(),
+                                         std::declval<const std::vector<asio::const_buffer>&>(),
+                                         std::declval<std::error_code&>()))>> : std::true_type {};
 } // namespace detail
 
 template <class Transport, class UserData = no_user_data>
@@ -363,6 +373,9 @@ private:
         bool close_marker = false; // close() queued behind earlier messages
         std::uint16_t close_code = 0;
         std::string close_reason;
+        // Or: the header in `bytes`, the payload still in the bytes being parsed (see
+        // append_message); never left queued past the read that delivered it.
+        std::string_view borrowed;
 
         std::string_view wire_bytes() const noexcept {
             if (shared) return shared.frame_bytes();
@@ -414,6 +427,8 @@ private:
     // ---- reading -----------------------------------------------------------------------
 
     static constexpr bool transport_reads_when_ready = detail::reads_when_ready<Transport>::value;
+
+    static constexpr bool transport_writes_now = detail::writes_now<Transport>::value;
 
     bool reads_when_ready() const noexcept {
         return transport_reads_when_ready && !options_.hold_read_buffer;
@@ -532,12 +547,14 @@ private:
         }
         processing_input_ = false;
         if (finished_) return;
-        // The thread's buffer is lent only for this call.
-        if (read_begin_ != read_end_) keep_input(input_ + read_begin_, read_end_ - read_begin_);
         if (session_.pending_output().size() > control_backlog_limit)
             return abort(make_error_code(error::control_backlog));
+        // Before anything moves the input: answers may still be borrowing it.
         flush();
         if (finished_) return;
+        if (borrowed_frames_ > 0) own_borrowed();
+        // The thread's buffer is lent only for this call.
+        if (read_begin_ != read_end_) keep_input(input_ + read_begin_, read_end_ - read_begin_);
         if (read_begin_ == read_end_) {
             read_begin_ = read_end_ = 0;
             if (reads_when_ready() && read_buffer_) {
@@ -710,6 +727,7 @@ private:
         while (queue_.size() > in_flight_) {
             auto frame = std::move(queue_.back());
             queue_.pop_back();
+            if (!frame.borrowed.empty()) --borrowed_frames_;
             buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
             if (frame.done) frame.done(ec);
         }
@@ -729,15 +747,28 @@ private:
             buffered_.fetch_sub(cost, std::memory_order_relaxed);
             return;
         }
+        if (transport_writes_now && !prefix.masked && payload.size() >= min_borrowed_size &&
+            is_unparsed_input(payload)) {
+            // Echoing or forwarding what this read delivered: the payload is written from
+            // where it was read (flush runs before process_input lets go of those bytes), and
+            // copied only if the socket does not take it at once.
+            outgoing frame;
+            frame.bytes.assign(reinterpret_cast<const char*>(prefix.bytes), prefix.size);
+            frame.borrowed = payload;
+            frame.cost = cost;
+            queue_.push_back(std::move(frame));
+            ++borrowed_frames_;
+            return note_sent();
+        }
         const std::size_t size = prefix.size + payload.size();
         outgoing* tail = queue_.size() > in_flight_ ? &queue_.back() : nullptr;
-        if (tail && (tail->close_marker || tail->shared || tail->done ||
+        if (tail && (tail->close_marker || tail->shared || tail->done || !tail->borrowed.empty() ||
                      tail->bytes.size() + size > append_limit))
             tail = nullptr;
         if (!tail) {
             outgoing frame;
-            // Never in the string's inline storage (see with_header_room).
-            frame.bytes.reserve(std::max<std::size_t>(size, min_append_capacity));
+            // On the heap, never in the string's inline storage (see with_header_room).
+            frame.bytes = detail::buffer_cache::take(size);
             queue_.push_back(std::move(frame));
             tail = &queue_.back();
         }
@@ -748,6 +779,27 @@ private:
             protocol::apply_mask(&tail->bytes[at + prefix.size], payload.size(), prefix.key);
         tail->cost += cost;
         note_sent();
+    }
+
+    bool is_unparsed_input(std::string_view bytes) const noexcept {
+        if (!processing_input_ || input_ == nullptr) return false;
+        const std::less_equal<const char*> not_after;
+        return not_after(input_, bytes.data()) &&
+               not_after(bytes.data() + bytes.size(), input_ + read_end_);
+    }
+
+    // Gives every frame that still borrows input bytes a copy of its own.
+    void own_borrowed() {
+        for (auto& frame : queue_) {
+            if (frame.borrowed.empty()) continue;
+            std::string owned =
+                detail::buffer_cache::take(frame.bytes.size() + frame.borrowed.size());
+            owned.append(frame.bytes);
+            owned.append(frame.borrowed.data(), frame.borrowed.size());
+            frame.bytes = std::move(owned);
+            frame.borrowed = {};
+        }
+        borrowed_frames_ = 0;
     }
 
     void note_sent() {
@@ -765,7 +817,13 @@ private:
     // Starts one gathered write of everything writable: control frames first (pongs and close
     // replies must not wait behind data), then queued messages in order, up to a close marker.
     void flush() {
-        if (writing_ || finished_) return;
+        while (start_write()) {
+        }
+    }
+
+    // Starts one write; true when it completed at once and there may be more to write.
+    bool start_write() {
+        if (writing_ || finished_) return false;
         while (!queue_.empty() && queue_.front().close_marker) {
             const auto code = queue_.front().close_code;
             const auto reason = std::move(queue_.front().close_reason);
@@ -789,36 +847,71 @@ private:
         if (session_.state() == protocol::session_state::open ||
             session_.state() == protocol::session_state::closing) {
             for (auto& frame : queue_) {
-                if (frame.close_marker || gather_.size() >= max_gather || bytes >= max_batch) break;
+                if (frame.close_marker || gather_.size() + 2 > max_gather || bytes >= max_batch)
+                    break;
                 const std::string_view wire = frame.wire_bytes();
                 gather_.push_back(asio::buffer(wire.data(), wire.size()));
                 bytes += wire.size();
+                if (!frame.borrowed.empty()) {
+                    gather_.push_back(asio::buffer(frame.borrowed.data(), frame.borrowed.size()));
+                    bytes += frame.borrowed.size();
+                }
                 ++in_flight_;
             }
         }
         if (gather_.empty()) {
             if (session_.wants_transport_close()) end_transport();
-            return;
+            return false;
         }
         if (session_.state() != protocol::session_state::open) arm_close_deadline();
         writing_ = true;
-        asio::async_write(stream_, gather_view{gather_.data(), gather_.size()},
+        std::size_t first = 0; // gather_[first] onwards is still to be written
+        if constexpr (transport_writes_now) {
+            // Most writes fit in the socket's buffer: write now, and skip the asynchronous
+            // operation and its completion's trip through the scheduler.
+            std::error_code ec;
+            std::size_t written = Transport::write_now(stream_, gather_, ec);
+            if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+                return complete_write(ec);
+            if (!ec && written == bytes + control_in_flight_.size()) return complete_write({});
+            if (borrowed_frames_ > 0) {
+                // The rest is written later, from bytes of our own: the same frames, copied.
+                own_borrowed();
+                gather_.resize(control_in_flight_.empty() ? 0 : 1);
+                for (std::size_t i = 0; i < in_flight_; ++i) {
+                    const std::string_view wire = queue_[i].wire_bytes();
+                    gather_.push_back(asio::buffer(wire.data(), wire.size()));
+                }
+            }
+            while (first < gather_.size() && written >= gather_[first].size())
+                written -= gather_[first++].size();
+            gather_[first] += written;
+        }
+        asio::async_write(stream_, gather_view{gather_.data() + first, gather_.size() - first},
                           asio::bind_executor(strand_, [self = this->shared_from_this()](
                                                            std::error_code ec, std::size_t) {
                               self->on_write(ec);
                           }));
+        return false;
     }
 
     void on_write(std::error_code ec) {
+        if (complete_write(ec)) flush();
+    }
+
+    // A write finished: its frames leave the queue. False when the connection is over.
+    bool complete_write(std::error_code ec) {
         writing_ = false;
-        if (finished_) return;
+        if (finished_) return false;
         control_in_flight_.clear();
         if (control_in_flight_.capacity() > 1024) std::string().swap(control_in_flight_);
         for (std::size_t i = 0; i < in_flight_; ++i) {
             auto frame = std::move(queue_.front());
             queue_.pop_front();
+            if (!frame.borrowed.empty()) --borrowed_frames_;
             buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
             if (frame.done) frame.done(ec);
+            detail::buffer_cache::give(std::move(frame.bytes));
         }
         in_flight_ = 0;
         gather_.clear();
@@ -828,9 +921,10 @@ private:
         control_waiters_in_flight_.clear();
         if (ec) {
             if (!result_.error) result_.error = ec;
-            return finish();
+            finish();
+            return false;
         }
-        flush();
+        return true;
     }
 
     // Our side is done sending. RFC 6455 7.1.1: the server (or an endpoint that failed the
@@ -981,7 +1075,8 @@ private:
 
     static constexpr std::size_t max_gather = 64;
     static constexpr std::size_t append_limit = 64U * 1024U;
-    static constexpr std::size_t min_append_capacity = 512;
+    // Below this a copy costs less than a second buffer in the gathered write.
+    static constexpr std::size_t min_borrowed_size = 1024;
     static constexpr std::size_t max_batch = 1U << 20;
 
     stream_type stream_;
@@ -1007,6 +1102,7 @@ private:
 
     detail::fifo<outgoing> queue_;
     std::size_t in_flight_ = 0;
+    std::size_t borrowed_frames_ = 0;
     std::string control_in_flight_;
     std::vector<asio::const_buffer> gather_;
     bool writing_ = false;

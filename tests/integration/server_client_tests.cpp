@@ -152,6 +152,42 @@ TEST_CASE("RFC 6455 4: echo over real sockets with futures, text and binary of m
     CHECK_FALSE(c->result().error);
 }
 
+TEST_CASE("Echoes written straight from the read buffer survive a peer that stops reading",
+          "[integration]") {
+    // The server writes an echo from the bytes it has just read when the socket takes it at
+    // once, and copies it when it does not. A client that reads nothing for a while makes the
+    // socket refuse: every echo must still come back whole and in order.
+    const bool hold_read_buffer = GENERATE(false, true);
+    CAPTURE(hold_read_buffer);
+    io_runner runner;
+    duplex::server_options server_options;
+    server_options.connection.hold_read_buffer = hold_read_buffer;
+    tcp_server server(runner.io, server_options);
+    std::atomic<std::size_t> echoed{0};
+    server.handlers().on_message = [&](const auto& c, const duplex::message_view& m) {
+        c->send(m.type, m.data);
+        ++echoed;
+    };
+    listen_or_fail(server);
+    auto c = connect(runner.io, url_for(server)); // pull mode: reads only for async_read
+    constexpr std::size_t count = 512;
+    std::vector<std::string> sent;
+    for (std::size_t i = 0; i < count; ++i) {
+        std::string payload(16 * 1024, static_cast<char>('a' + i % 26));
+        payload.replace(0, std::to_string(i).size(), std::to_string(i));
+        REQUIRE(c->send_binary(payload) != duplex::send_status::dropped);
+        sent.push_back(std::move(payload));
+    }
+    // 8 MiB of echoes is more than the two sockets' buffers hold: the server queues the rest.
+    while (echoed.load() < count) std::this_thread::sleep_for(1ms);
+    for (std::size_t i = 0; i < count; ++i) {
+        const duplex::message reply = c->async_read(asio::use_future).get();
+        REQUIRE(reply.data == sent[i]);
+    }
+    c->async_close(1000, "done", asio::use_future).get();
+    CHECK(c->result().code == 1000);
+}
+
 TEST_CASE("Completion handlers: plain callbacks run on the connection's strand", "[integration]") {
     io_runner runner;
     tcp_server server(runner.io);

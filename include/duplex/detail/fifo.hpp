@@ -20,6 +20,7 @@ public:
     std::size_t size() const noexcept { return items_.size() - head_; }
     T& front() noexcept { return items_[head_]; }
     T& back() noexcept { return items_.back(); }
+    T& operator[](std::size_t i) noexcept { return items_[head_ + i]; }
     auto begin() noexcept { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
     auto end() noexcept { return items_.end(); }
 
