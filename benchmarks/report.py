@@ -21,6 +21,7 @@ import subprocess
 SERVERS = [
     ("tcp", "TCP ceiling", "#999999"),
     ("duplex", "duplex", "#228833"),
+    ("duplex_held", "duplex, hold_read_buffer", "#117733"),
     ("duplex2", "duplex, 2 threads", "#66bb55"),
     ("beast", "Boost.Beast", "#4477aa"),
     ("websocketpp", "websocketpp", "#aa3377"),
@@ -159,6 +160,22 @@ def idle_table(results):
         vb = b.median(key) if b else None
         rows.append(f"| {name} | {bytes_text(va)} | {bytes_spread(a, key)} | {ratio(va, beast_plain)} "
                     f"| {bytes_text(vb)} | {bytes_spread(b, key)} | {ratio(vb, beast_touched)} |")
+    return "\n".join(rows) + "\n"
+
+
+def tls_idle_table(results):
+    """The same server program (examples/echo_server) over ws:// and wss://, measured by one
+    client (tls_idle.py), so the difference is what TLS costs an idle connection."""
+    tls = results.get("idle-tls", {})
+    if not tls:
+        return "Not measured in this run.\n"
+    key = "bytes_per_connection"
+    head = "| scheme | bytes per idle connection | min–max |"
+    rows = [head, head_rule(head)]
+    for scheme, name in (("ws", "ws:// (plain TCP)"), ("wss", "wss:// (TLS, OpenSSL)")):
+        s = tls.get(scheme)
+        if s:
+            rows.append(f"| {name} | {bytes_text(s.median(key))} | {bytes_spread(s, key)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -474,10 +491,12 @@ def main():
         "duration": str(meta.get("duration_s")),
         "subscribers": f"{meta.get('subscribers', 0):,}",
         "idle_connections": f"{meta.get('idle_connections', 0):,}",
+        "server_core": str(meta.get("server_core")),
         "machine": machine_section(meta),
         "echo": echo_text,
         "broadcast": broadcast_text,
         "idle": idle_table(results) + image(drawn, "idle", "Memory per idle connection"),
+        "idle_tls": tls_idle_table(results),
         "connect": connect_text,
         "micro": micro_text,
         "commands": commands,

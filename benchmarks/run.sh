@@ -82,8 +82,9 @@ fi
 # ---- build -------------------------------------------------------------------------------------
 
 echo "== build (Release) in $build"
+# Examples too: echo_server is the server of the TLS idle measurement.
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDUPLEX_BUILD_BENCHMARKS=ON \
-    -DDUPLEX_BUILD_TESTS=OFF -DDUPLEX_BUILD_EXAMPLES=OFF -DDUPLEX_BUILD_FUZZ=OFF >/dev/null
+    -DDUPLEX_BUILD_TESTS=OFF -DDUPLEX_BUILD_EXAMPLES=ON -DDUPLEX_BUILD_FUZZ=OFF >/dev/null
 cmake --build "$build" -j "${DUPLEX_BENCH_JOBS:-$(nproc)}"
 bin=$build/benchmarks
 
@@ -99,6 +100,7 @@ cp tests/interop/package.json tests/interop/package-lock.json "$node_dir/"
 all_servers=(
     "tcp|$server_core|$bin/tcp_echo"
     "duplex|$server_core|$bin/duplex_echo"
+    "duplex_held|$server_core|$bin/duplex_echo --hold-read-buffer"
     "duplex2|$server_core,$generator_core|$bin/duplex_echo --threads 2"
     "beast|$server_core|$bin/beast_echo"
     "websocketpp|$server_core|$bin/websocketpp_echo"
@@ -223,6 +225,55 @@ for round in $(seq "$rounds"); do
         done
     done
 done
+
+# ---- idle memory over TLS ----------------------------------------------------------------------
+
+# wsload speaks plain TCP only: tls_idle.py (Python's ssl) opens the same number of idle
+# connections over ws:// and wss:// to one server program, examples/echo_server.
+echo_server=$build/examples/echo_server
+if [ -x "$echo_server" ] && [ -z "${DUPLEX_BENCH_SERVERS:-}" ] && command -v openssl >/dev/null; then
+    tls_dir=$(mktemp -d)
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" \
+        -days 1 -subj /CN=localhost >/dev/null 2>&1
+    echo "  idle-tls: taskset -c $server_core examples/echo_server --port 0 [--tls-cert C --tls-key K];" \
+        "benchmarks/load/tls_idle.py --connections $idle_connections [--plain] --json" \
+        >>"$results/commands.txt"
+    for round in $(seq "$rounds"); do
+        for scheme in ws wss; do
+            printf '== round %s/%s  %-22s %-12s ' "$round" "$rounds" idle-tls "$scheme"
+            if [ "$scheme" = wss ]; then
+                server_args="--tls-cert $tls_dir/cert.pem --tls-key $tls_dir/key.pem"
+                client_args=""
+            else
+                server_args="" client_args="--plain"
+            fi
+            log=$results/server.log
+            # shellcheck disable=SC2086 # lists of words
+            taskset -c "$server_core" "$echo_server" --port 0 $server_args >"$log" 2>&1 &
+            server_pid=$!
+            server_port=""
+            for _ in $(seq 100); do
+                server_port=$(sed -n 's|.*://127.0.0.1:\([0-9]*\)$|\1|p' "$log")
+                [ -n "$server_port" ] && break
+                sleep 0.05
+            done
+            # shellcheck disable=SC2086
+            if [ -n "$server_port" ] && taskset -c "$generator_core" python3 benchmarks/load/tls_idle.py \
+                --port "$server_port" --server-pid "$server_pid" \
+                --connections "$idle_connections" $client_args --json >"$results/run.json" 2>"$results/run.err"; then
+                printf '{"round":%s,"scenario":"idle-tls","server":"%s","result":%s}\n' "$round" \
+                    "$scheme" "$(cat "$results/run.json")" >>"$results/results.jsonl"
+                sed -E 's/.*"(bytes_per_connection)":([0-9.]+).*/\1 \2/' "$results/run.json"
+            else
+                failures=$((failures + 1))
+                echo "FAILED: $(head -c 300 "$results/run.err" "$log")"
+            fi
+            stop_server
+            sleep 0.2
+        done
+    done
+    rm -rf "$tls_dir"
+fi
 echo "== load runs took $((SECONDS - start)) s, $failures failed"
 
 # ---- the page ----------------------------------------------------------------------------------
