@@ -263,7 +263,7 @@ if [ -x "$echo_server" ] && [ -z "${DUPLEX_BENCH_SERVERS:-}" ] && command -v ope
                 --connections "$idle_connections" $client_args --json >"$results/run.json" 2>"$results/run.err"; then
                 printf '{"round":%s,"scenario":"idle-tls","server":"%s","result":%s}\n' "$round" \
                     "$scheme" "$(cat "$results/run.json")" >>"$results/results.jsonl"
-                sed -E 's/.*"(bytes_per_connection)":([0-9.]+).*/\1 \2/' "$results/run.json"
+                sed -E 's/.*"(bytes_per_connection)": ?([0-9.]+).*/\1 \2/' "$results/run.json"
             else
                 failures=$((failures + 1))
                 echo "FAILED: $(head -c 300 "$results/run.err" "$log")"

@@ -72,7 +72,7 @@ struct connection_options {
     // is readable, then reads into one buffer per io thread. Asio's reactor re-arms epoll
     // (one epoll_ctl) for every such wait. true trades memory for that system call: each
     // connection keeps a read_buffer_size buffer and reads into it directly (as TLS always
-    // does). docs/benchmarks.md measures both.
+    // does), grown (up to 256 KiB) when reads fill it. docs/benchmarks.md measures both.
     bool hold_read_buffer = false;
 };
 
@@ -496,7 +496,7 @@ private:
                 return;
             }
         }
-        ensure_read_buffer(0);
+        ensure_read_buffer(held_read_size_);
         stream_.async_read_some(
             asio::buffer(read_buffer_.get(), read_capacity_),
             asio::bind_executor(
@@ -509,6 +509,13 @@ private:
         reading_ = false;
         if (finished_) return;
         if (ec) return on_transport_end(ec);
+        if constexpr (transport_reads_when_ready) {
+            // hold_read_buffer over TCP: a read that filled the buffer says messages are
+            // larger than it; the next reads get more room, so that one read holds a whole
+            // message and it is delivered (and echoed) without being reassembled.
+            if (n == read_capacity_ && read_capacity_ < max_held_read_size)
+                held_read_size_ = std::min(2 * read_capacity_, max_held_read_size);
+        }
         received(read_buffer_.get(), n);
     }
 
@@ -1075,6 +1082,7 @@ private:
 
     static constexpr std::size_t max_gather = 64;
     static constexpr std::size_t append_limit = 64U * 1024U;
+    static constexpr std::size_t max_held_read_size = 256U * 1024U;
     // Below this a copy costs less than a second buffer in the gathered write.
     static constexpr std::size_t min_borrowed_size = 1024;
     static constexpr std::size_t max_batch = 1U << 20;
@@ -1092,7 +1100,8 @@ private:
 
     std::unique_ptr<char[]> read_buffer_;
     std::size_t read_capacity_ = 0;
-    char* input_ = nullptr; // read_buffer_ or the thread's buffer: unparsed bytes
+    std::size_t held_read_size_ = 0; // hold_read_buffer: grown past read_buffer_size by use
+    char* input_ = nullptr;          // read_buffer_ or the thread's buffer: unparsed bytes
     std::size_t read_begin_ = 0;
     std::size_t read_end_ = 0;
     bool reading_ = false;
