@@ -286,9 +286,10 @@ class chart:
                       f"set multiplot layout 1,{panels}",
                       "set style fill solid 0.85 noborder", "set boxwidth 0.7",
                       "set grid ytics", "set xtics rotate by -35 nomirror",
-                      'set format y "%.0s%c"', "set yrange [0:*]", "set key off",
+                      'set format y "%.1s%c"', "set yrange [0:*]", "set key off",
+                      "set termoption noenhanced",  # names with underscores, as written
                       "set offsets 0,0,graph 0.1,0",
-                      "set bmargin 6"]
+                      "set bmargin 8"]
         self.count = 0
 
     def bars(self, title, ylabel, rows):
@@ -408,8 +409,9 @@ def machine_section(meta):
             ws = json.load(f)["version"]
     except (OSError, KeyError, ValueError):
         pass
-    commit = run("git rev-parse --short HEAD")
-    dirty = run("git status --porcelain -- include benchmarks")
+    # The code that was measured: run.sh records it when the run starts.
+    commit = meta.get("commit") or run("git rev-parse --short HEAD")
+    dirty = meta["dirty"] if "dirty" in meta else run("git status --porcelain -- include benchmarks")
     lines = [
         f"- {run('nproc')} cores: {cpu}{f' ({hypervisor} VM)' if hypervisor else ''}, {memory}; "
         f"{system}, Linux {run('uname -r')}",

@@ -176,6 +176,8 @@ cat >"$results/meta.json" <<EOF
  "idle_connections": $idle_connections, "micro_min_time_s": $micro_time,
  "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "loadavg_at_start": "$loadavg_at_start",
  "server_core": $server_core, "generator_core": $generator_core,
+ "commit": "$(git rev-parse --short HEAD)",
+ "dirty": $([ -n "$(git status --porcelain -- include benchmarks)" ] && echo true || echo false),
  "build_dir": "$build", "node_modules": "$node_dir/node_modules"}
 EOF
 
