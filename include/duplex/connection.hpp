@@ -550,6 +550,9 @@ private:
             const auto r = session_.receive(input_ + read_begin_, read_end_ - read_begin_);
             read_begin_ += r.consumed;
             if (r.ev.type == protocol::event_type::none) break;
+            if (r.ev.type == protocol::event_type::close ||
+                r.ev.type == protocol::event_type::error)
+                write_answers_before_close();
             on_event(r.ev, self);
         }
         processing_input_ = false;
@@ -641,19 +644,24 @@ private:
         return framed;
     }
 
+    // The header of a whole message, from the session; on failure the message's cost goes back
+    // to the send buffer.
+    std::error_code prepare_frame(opcode type, std::string_view payload, std::size_t cost,
+                                  protocol::frame_prefix& prefix) {
+        const std::error_code ec = finished_ || closing_requested_
+                                       ? make_error_code(error::closed)
+                                       : session_.prepare_send(type, payload, true, prefix);
+        if (ec) buffered_.fetch_sub(cost, std::memory_order_relaxed);
+        return ec;
+    }
+
     void queue_message(opcode type, std::string framed, std::size_t cost,
                        detail::unique_function<void(std::error_code)> done) {
         constexpr std::size_t room = protocol::max_frame_header_size;
         char* const payload_start = &framed[room];
         const std::string_view payload(payload_start, framed.size() - room);
         protocol::frame_prefix prefix;
-        std::error_code ec;
-        if (finished_ || closing_requested_)
-            ec = error::closed;
-        else
-            ec = session_.prepare_send(type, payload, true, prefix);
-        if (ec) {
-            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+        if (const auto ec = prepare_frame(type, payload, cost, prefix)) {
             if (done) done(ec);
             return;
         }
@@ -745,15 +753,7 @@ private:
     // allocation and one element of the gathered write.
     void append_message(opcode type, std::string_view payload, std::size_t cost) {
         protocol::frame_prefix prefix;
-        std::error_code ec;
-        if (finished_ || closing_requested_)
-            ec = error::closed;
-        else
-            ec = session_.prepare_send(type, payload, true, prefix);
-        if (ec) {
-            buffered_.fetch_sub(cost, std::memory_order_relaxed);
-            return;
-        }
+        if (prepare_frame(type, payload, cost, prefix)) return;
         if (transport_writes_now && !prefix.masked && payload.size() >= min_borrowed_size &&
             is_unparsed_input(payload)) {
             // Echoing or forwarding what this read delivered: the payload is written from
@@ -828,10 +828,19 @@ private:
         }
     }
 
+    // A close frame, ours or the peer's, or a protocol error is next: answers to the messages
+    // before it go out first, as they would have had each been written as it was sent. They
+    // were framed while the connection was open, and our close frame is still unwritten.
+    void write_answers_before_close() {
+        while (queue_.size() > in_flight_ && start_write(true)) {
+        }
+    }
+
     // Starts one write; true when it completed at once and there may be more to write.
-    bool start_write() {
+    // data_only: the queued messages alone, whatever the session's state; no control frames.
+    bool start_write(bool data_only = false) {
         if (writing_ || finished_) return false;
-        while (!queue_.empty() && queue_.front().close_marker) {
+        while (!data_only && !queue_.empty() && queue_.front().close_marker) {
             const auto code = queue_.front().close_code;
             const auto reason = std::move(queue_.front().close_reason);
             queue_.pop_front();
@@ -842,16 +851,18 @@ private:
             }
             drop_queue(make_error_code(error::closed));
         }
-        control_in_flight_.assign(session_.pending_output());
-        session_.consume_output(control_in_flight_.size());
-        for (auto& w : control_waiters_) control_waiters_in_flight_.push_back(std::move(w));
-        control_waiters_.clear();
+        if (!data_only) {
+            control_in_flight_.assign(session_.pending_output());
+            session_.consume_output(control_in_flight_.size());
+            for (auto& w : control_waiters_) control_waiters_in_flight_.push_back(std::move(w));
+            control_waiters_.clear();
+        }
 
         gather_.clear();
         if (!control_in_flight_.empty()) gather_.push_back(asio::buffer(control_in_flight_));
         std::size_t bytes = 0;
         in_flight_ = 0;
-        if (session_.state() == protocol::session_state::open ||
+        if (data_only || session_.state() == protocol::session_state::open ||
             session_.state() == protocol::session_state::closing) {
             for (auto& frame : queue_) {
                 if (frame.close_marker || gather_.size() + 2 > max_gather || bytes >= max_batch)
@@ -867,7 +878,7 @@ private:
             }
         }
         if (gather_.empty()) {
-            if (session_.wants_transport_close()) end_transport();
+            if (!data_only && session_.wants_transport_close()) end_transport();
             return false;
         }
         if (session_.state() != protocol::session_state::open) arm_close_deadline();

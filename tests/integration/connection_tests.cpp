@@ -1079,6 +1079,41 @@ TEST_CASE("Answers sent from on_message while one read is parsed leave in one wr
     CHECK(c->buffered_amount() == 0);
 }
 
+TEST_CASE("Answers to messages read together with a close or a protocol error go out before our "
+          "close frame",
+          "[connection][close]") {
+    // Answers wait for the end of the read (one write per read); a close or an error later in
+    // that read must not drop them: Autobahn 7.1.1, 3.2, 4.1.3 and others expect the echo.
+    struct ending {
+        const char* what;
+        std::string bytes;
+        std::uint16_t code;
+    };
+    const auto end = GENERATE(
+        ending{"the peer's close", frame(opcode::close, std::string("\x03\xE8", 2), true), 1000},
+        ending{"a frame with RSV2 set (5.2)", raw_frame(0xA1, "bad", true), 1002});
+    CAPTURE(end.what);
+    harness h;
+    auto [a, b] = h.pair();
+    auto c = h.connect(std::move(a), role::server);
+    auto peer = h.peer(std::move(b), role::client);
+    auto rec = std::make_shared<record>();
+    auto handlers = record_into(rec);
+    handlers.on_message = [](const auto& conn, const duplex::message_view& m) {
+        conn->send(m.type, m.data);
+    };
+    c->start(std::move(handlers));
+    peer.start_reading();
+    peer.write(frame(opcode::text, "Hello, world!", true) + end.bytes);
+    REQUIRE(h.run_until([&] { return peer.read_ended(); }));
+    const auto frames = peer.frames();
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0].is(opcode::text));
+    CHECK(frames[0].payload == "Hello, world!");
+    CHECK(frames[1].is(opcode::close));
+    CHECK(frames[1].close_code() == end.code);
+}
+
 TEST_CASE("A ping flood from a peer that does not read fails with control_backlog, bounded",
           "[connection][backpressure]") {
     harness h;

@@ -118,18 +118,22 @@ void echo_messages(tcp_server& server) {
     };
 }
 
+// Server options that read plain TCP one way or the other: readiness and a per-thread buffer,
+// or a buffer held by each connection.
+duplex::server_options reading_with(bool hold_read_buffer) {
+    duplex::server_options options;
+    options.connection.hold_read_buffer = hold_read_buffer;
+    return options;
+}
+
 } // namespace
 
 TEST_CASE("RFC 6455 4: echo over real sockets with futures, text and binary of many sizes",
           "[integration]") {
-    // Both ways of reading plain TCP: readiness and a per-thread buffer, or a buffer held by
-    // each connection.
     const bool hold_read_buffer = GENERATE(false, true);
     CAPTURE(hold_read_buffer);
     io_runner runner;
-    duplex::server_options server_options;
-    server_options.connection.hold_read_buffer = hold_read_buffer;
-    tcp_server server(runner.io, server_options);
+    tcp_server server(runner.io, reading_with(hold_read_buffer));
     echo_messages(server);
     listen_or_fail(server);
 
@@ -160,9 +164,7 @@ TEST_CASE("Echoes written straight from the read buffer survive a peer that stop
     const bool hold_read_buffer = GENERATE(false, true);
     CAPTURE(hold_read_buffer);
     io_runner runner;
-    duplex::server_options server_options;
-    server_options.connection.hold_read_buffer = hold_read_buffer;
-    tcp_server server(runner.io, server_options);
+    tcp_server server(runner.io, reading_with(hold_read_buffer));
     std::atomic<std::size_t> echoed{0};
     server.handlers().on_message = [&](const auto& c, const duplex::message_view& m) {
         c->send(m.type, m.data);
