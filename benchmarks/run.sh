@@ -137,7 +137,8 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# Starts a server pinned to its cores; sets server_pid and server_port.
+# Starts a server pinned to its cores; sets server_pid and server_port. The peers print
+# "listening on PORT", examples/echo_server "echo server listening on ws://HOST:PORT".
 start_server() {
     local cores=$1 command=$2 log=$results/server.log
     # shellcheck disable=SC2086 # the command is a list of words
@@ -145,7 +146,7 @@ start_server() {
     server_pid=$!
     server_port=""
     for _ in $(seq 200); do
-        server_port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$log")
+        server_port=$(sed -n 's/^\(echo server \)\{0,1\}listening on \([a-z]*:\/\/.*:\)\{0,1\}\([0-9]*\)$/\3/p' "$log")
         [ -n "$server_port" ] && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.05
@@ -249,18 +250,12 @@ if [ -x "$echo_server" ] && [ -z "${DUPLEX_BENCH_SERVERS:-}" ] && command -v ope
             else
                 server_args="" client_args="--plain"
             fi
-            log=$results/server.log
-            # shellcheck disable=SC2086 # lists of words
-            taskset -c "$server_core" "$echo_server" --port 0 $server_args >"$log" 2>&1 &
-            server_pid=$!
-            server_port=""
-            for _ in $(seq 100); do
-                server_port=$(sed -n 's|.*://127.0.0.1:\([0-9]*\)$|\1|p' "$log")
-                [ -n "$server_port" ] && break
-                sleep 0.05
-            done
-            # shellcheck disable=SC2086
-            if [ -n "$server_port" ] && taskset -c "$generator_core" python3 benchmarks/load/tls_idle.py \
+            if ! start_server "$server_core" "$echo_server $server_args"; then
+                failures=$((failures + 1))
+                continue
+            fi
+            # shellcheck disable=SC2086 # a list of words
+            if taskset -c "$generator_core" python3 benchmarks/load/tls_idle.py \
                 --port "$server_port" --server-pid "$server_pid" \
                 --connections "$idle_connections" $client_args --json >"$results/run.json" 2>"$results/run.err"; then
                 printf '{"round":%s,"scenario":"idle-tls","server":"%s","result":%s}\n' "$round" \
@@ -268,7 +263,7 @@ if [ -x "$echo_server" ] && [ -z "${DUPLEX_BENCH_SERVERS:-}" ] && command -v ope
                 sed -E 's/.*"(bytes_per_connection)": ?([0-9.]+).*/\1 \2/' "$results/run.json"
             else
                 failures=$((failures + 1))
-                echo "FAILED: $(head -c 300 "$results/run.err" "$log")"
+                echo "FAILED: $(head -c 300 "$results/run.err")"
             fi
             stop_server
             sleep 0.2

@@ -31,12 +31,12 @@
 // loopback's ephemeral ports across many runs. Exit status 0 only if nothing went wrong:
 // every handshake answered 101, every echo matched, no connection was lost, and some work was
 // measured.
+#include "../common/open_files.hpp"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -442,7 +442,7 @@ public:
         template_payload_.resize(o.size);
         for (std::size_t i = 0; i < o.size; ++i)
             template_payload_[i] = static_cast<unsigned char>(o.text ? 'a' + i % 26 : i * 7 + 1);
-        raise_fd_limit();
+        bench::raise_open_file_limit();
     }
 
     int run() {
@@ -457,13 +457,6 @@ public:
 
 private:
     // ---- the event loop ----
-
-    static void raise_fd_limit() {
-        rlimit limit{};
-        getrlimit(RLIMIT_NOFILE, &limit);
-        limit.rlim_cur = limit.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &limit);
-    }
 
     void fail(const char* what, const connection* c = nullptr) {
         ++errors_;

@@ -14,7 +14,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include <sys/resource.h>
+#include "../common/open_files.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -188,10 +188,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    rlimit limit{};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
+    bench::raise_open_file_limit();
 
     net::io_context io(1);
     try {

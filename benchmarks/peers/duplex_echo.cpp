@@ -12,7 +12,7 @@
 
 #include <asio/signal_set.hpp>
 
-#include <sys/resource.h>
+#include "../common/open_files.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -54,11 +54,7 @@ int main(int argc, char** argv) {
         }
     }
     if (threads == 0) threads = 1;
-    // Broadcast runs hold ten thousand sockets and more.
-    rlimit limit{};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
+    bench::raise_open_file_limit();
 
     // The concurrency hint lets Asio skip locking when there is one thread (Beast's examples
     // pass it too).

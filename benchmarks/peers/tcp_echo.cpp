@@ -8,12 +8,12 @@
 // masked frames and parses them like any server's. On /sub and /pub it is the broadcast
 // ceiling: each frame the publisher sends is turned into one unmasked server frame, once, and
 // those same bytes are written to every subscriber's socket. One thread, epoll, TCP_NODELAY.
+#include "../common/open_files.hpp"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -267,10 +267,7 @@ int main(int argc, char** argv) {
         }
     }
     std::signal(SIGPIPE, SIG_IGN);
-    rlimit limit{};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
+    bench::raise_open_file_limit();
 
     const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     const int one = 1;

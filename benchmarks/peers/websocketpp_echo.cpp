@@ -9,7 +9,7 @@
 #include <websocketpp/config/asio_no_tls.hpp>
 #include <websocketpp/server.hpp>
 
-#include <sys/resource.h>
+#include "../common/open_files.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -36,10 +36,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    rlimit limit{};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
+    bench::raise_open_file_limit();
 
     server_type server;
     std::set<handle, std::owner_less<handle>> members;
