@@ -26,6 +26,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,32 @@ struct client_options {
 
 namespace detail {
 
+// Whether a transport offers a default client context (tls: the verifying client_context()).
+template <class T, class = void>
+struct has_client_context : std::false_type {};
+template <class T>
+struct has_client_context<
+    T, std::void_t<decltype(T::client_context(std::declval<std::error_code&>()))>>
+    : std::true_type {};
+
+// What a client uses when the application gives no context: for TLS, one verifying context
+// (system CA store, host name checked) made once per process and shared.
+template <class Transport>
+typename Transport::context_type default_client_context(std::error_code& ec) {
+    ec = {};
+    if constexpr (has_client_context<Transport>::value) {
+        static const auto made = [] {
+            std::error_code e;
+            auto context = Transport::client_context(e);
+            return std::make_pair(std::move(context), e);
+        }();
+        ec = made.second;
+        return made.first;
+    } else {
+        return {};
+    }
+}
+
 // One connection attempt: a chain of asynchronous steps under one deadline.
 template <class Transport, class UserData>
 struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>> {
@@ -52,9 +79,9 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     using result_handler = unique_function<void(std::error_code, std::shared_ptr<connection_type>)>;
 
     connect_op(asio::any_io_executor ex, protocol::websocket_url u, client_options o,
-               typename Transport::context_type& c, result_handler h)
+               typename Transport::context_type c, result_handler h)
         : strand(asio::make_strand(ex)), resolver(strand), socket(ex), timer(strand),
-          url(std::move(u)), options(std::move(o)), context(c), handler(std::move(h)) {}
+          url(std::move(u)), options(std::move(o)), context(std::move(c)), handler(std::move(h)) {}
 
     asio::strand<asio::any_io_executor> strand;
     asio::ip::tcp::resolver resolver;
@@ -63,7 +90,8 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     asio::steady_timer timer;
     protocol::websocket_url url;
     client_options options;
-    typename Transport::context_type& context;
+    // A copy (for TLS a shared handle): the operation outlives the caller's frame.
+    typename Transport::context_type context;
     result_handler handler;
     std::optional<protocol::client_handshake> hs;
     std::array<char, 4096> chunk{};
@@ -170,12 +198,15 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
 
 // Connects to `url`: handler(std::error_code, std::shared_ptr<connection<Transport, UserData>>).
 // The connection is not reading yet: call start(handlers) on it, or async_read.
+// `context` is copied (a tls::context_type is a shared handle, so a temporary is fine); an
+// empty one fails the operation with error::no_transport_context.
 template <class Transport, class UserData = no_user_data, class CompletionToken>
 auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
-                   typename Transport::context_type& context, CompletionToken&& token) {
+                   typename Transport::context_type context, CompletionToken&& token) {
     using connection_ptr = std::shared_ptr<connection<Transport, UserData>>;
     return asio::async_initiate<CompletionToken, void(std::error_code, connection_ptr)>(
-        [executor, &context](auto handler, std::string u, client_options o) {
+        [executor](auto handler, std::string u, client_options o,
+                   typename Transport::context_type transport_context) {
             auto strand = asio::make_strand(executor);
             detail::unique_function<void(std::error_code, connection_ptr)> done =
                 [handler = std::move(handler), strand](std::error_code ec,
@@ -188,21 +219,29 @@ auto async_connect(asio::any_io_executor executor, std::string url, client_optio
             protocol::websocket_url parsed;
             std::error_code ec = protocol::parse_websocket_url(u, parsed);
             if (!ec && parsed.secure != Transport::is_secure) ec = error::bad_url;
+            if (!ec && !detail::is_usable_context(transport_context))
+                ec = error::no_transport_context;
             if (ec) return done(ec, nullptr);
             std::make_shared<detail::connect_op<Transport, UserData>>(
-                executor, std::move(parsed), std::move(o), context, std::move(done))
+                executor, std::move(parsed), std::move(o), std::move(transport_context),
+                std::move(done))
                 ->start();
         },
-        token, std::move(url), std::move(options));
+        token, std::move(url), std::move(options), std::move(context));
 }
 
-// A plain-TCP (ws://) connect without a transport context.
+// Without a context: ws:// needs none; wss:// uses one verifying context shared by the process
+// (the system's CA store, the host name checked). Bring your own for private CAs.
 template <class Transport, class UserData = no_user_data, class CompletionToken>
 auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
                    CompletionToken&& token) {
-    static typename Transport::context_type shared_context{};
+    std::error_code ec;
+    auto context = detail::default_client_context<Transport>(ec);
+    // A failure to load the system's CA store surfaces as an empty context: the operation
+    // then completes with error::no_transport_context, through the token like any other.
+    (void)ec;
     return async_connect<Transport, UserData>(std::move(executor), std::move(url),
-                                              std::move(options), shared_context,
+                                              std::move(options), std::move(context),
                                               std::forward<CompletionToken>(token));
 }
 

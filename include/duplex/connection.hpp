@@ -124,6 +124,23 @@ struct connection_handlers {
 };
 
 namespace detail {
+// A transport context converts to false when it is unusable (an empty tls::context_type);
+// servers and clients check it before any operation could throw on an io thread.
+template <class Context>
+bool is_usable_context(const Context& context) noexcept {
+    if constexpr (std::is_constructible_v<bool, const Context&>)
+        return static_cast<bool>(context);
+    else
+        return true;
+}
+
+// Bytes queued for writing across many connections, against one limit (see admit()).
+struct send_budget {
+    explicit send_budget(std::size_t bytes) : limit(bytes) {}
+    const std::size_t limit;
+    std::atomic<std::size_t> used{0};
+};
+
 // Whether a transport can wait for readability and then read without blocking (see tcp.hpp).
 template <class T, class = void>
 struct reads_when_ready : std::false_type {};
@@ -177,6 +194,12 @@ public:
     // The subprotocol agreed in the handshake ("" for none); set by the server or client.
     const std::string& subprotocol() const noexcept { return subprotocol_; }
     void set_subprotocol(std::string value) { subprotocol_ = std::move(value); }
+
+    // Counts this connection's queued bytes also against `budget`, shared with other
+    // connections (a server does this for each of its connections). Before start() only.
+    void set_send_budget(std::shared_ptr<detail::send_budget> budget) {
+        budget_ = std::move(budget);
+    }
 
     // Bytes queued and not yet written to the transport.
     std::size_t buffered_amount() const noexcept {
@@ -309,15 +332,9 @@ public:
             [self = this->shared_from_this(), type](auto handler, std::string data) {
                 auto done = self->template wrap<std::error_code>(std::move(handler));
                 const std::size_t cost = data.size() + protocol::max_frame_header_size;
-                const std::size_t before =
-                    self->buffered_.fetch_add(cost, std::memory_order_relaxed);
-                if (before + cost > self->options_.send_buffer_limit) {
-                    // The same bound as send(): a slow reader must not grow our memory.
-                    self->buffered_.fetch_sub(cost, std::memory_order_relaxed);
-                    done(make_error_code(error::send_buffer_full));
-                    asio::dispatch(self->strand_, [self] { self->fail_slow_reader(); });
-                    return;
-                }
+                // The same bounds as send(): a slow reader must not grow our memory.
+                if (self->admit(cost) == send_status::dropped)
+                    return done(make_error_code(error::send_buffer_full));
                 asio::dispatch(self->strand_, [self, type, cost, framed = with_header_room(data),
                                                done = std::move(done)]() mutable {
                     self->queue_message(type, std::move(framed), cost, std::move(done));
@@ -412,9 +429,21 @@ private:
 
     // Counts `cost` bytes against the send buffer. Past the limit nothing is counted, and the
     // connection is failed as a slow reader.
+    // A shared budget (a server's send_budget) bounds the sum over many connections: past it,
+    // a connection that already has something queued is failed as a slow reader, while one
+    // with an empty queue may still queue its message, so that connections whose peers read
+    // are not starved by those that do not.
     send_status admit(std::size_t cost) {
         const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
-        if (before + cost > options_.send_buffer_limit) {
+        bool over = before + cost > options_.send_buffer_limit;
+        if (!over && budget_) {
+            const std::size_t shared = budget_->used.fetch_add(cost, std::memory_order_relaxed);
+            if (before != 0 && shared + cost > budget_->limit) {
+                budget_->used.fetch_sub(cost, std::memory_order_relaxed);
+                over = true;
+            }
+        }
+        if (over) {
             buffered_.fetch_sub(cost, std::memory_order_relaxed);
             asio::dispatch(strand_,
                            [self = this->shared_from_this()] { self->fail_slow_reader(); });
@@ -422,6 +451,12 @@ private:
         }
         return before + cost > options_.send_buffer_high_water ? send_status::backpressure
                                                                : send_status::ok;
+    }
+
+    // Gives back what admit() counted, once the bytes were written or dropped.
+    void unbuffer(std::size_t cost) noexcept {
+        buffered_.fetch_sub(cost, std::memory_order_relaxed);
+        if (budget_) budget_->used.fetch_sub(cost, std::memory_order_relaxed);
     }
 
     // ---- reading -----------------------------------------------------------------------
@@ -507,7 +542,8 @@ private:
 
     void on_read(std::error_code ec, std::size_t n) {
         reading_ = false;
-        if (finished_) return;
+        // The buffer was the read's until now, even after finish() (see release_read_buffer).
+        if (finished_) return release_read_buffer();
         if (ec) return on_transport_end(ec);
         if constexpr (transport_reads_when_ready) {
             // hold_read_buffer over TCP: a read that filled the buffer says messages are
@@ -651,7 +687,7 @@ private:
         const std::error_code ec = finished_ || closing_requested_
                                        ? make_error_code(error::closed)
                                        : session_.prepare_send(type, payload, true, prefix);
-        if (ec) buffered_.fetch_sub(cost, std::memory_order_relaxed);
+        if (ec) unbuffer(cost);
         return ec;
     }
 
@@ -688,7 +724,7 @@ private:
         else
             ec = session_.prepare_whole_message(message.type(), message.payload().size(), prefix);
         if (ec) {
-            buffered_.fetch_sub(cost, std::memory_order_relaxed);
+            unbuffer(cost);
             return;
         }
         // An unmasked server header depends only on opcode and length: the shared frame's own
@@ -743,7 +779,7 @@ private:
             auto frame = std::move(queue_.back());
             queue_.pop_back();
             if (!frame.borrowed.empty()) --borrowed_frames_;
-            buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
+            unbuffer(frame.cost);
             if (frame.done) frame.done(ec);
         }
     }
@@ -920,14 +956,13 @@ private:
     // A write finished: its frames leave the queue. False when the connection is over.
     bool complete_write(std::error_code ec) {
         writing_ = false;
-        if (finished_) return false;
         control_in_flight_.clear();
         if (control_in_flight_.capacity() > 1024) std::string().swap(control_in_flight_);
         for (std::size_t i = 0; i < in_flight_; ++i) {
             auto frame = std::move(queue_.front());
             queue_.pop_front();
             if (!frame.borrowed.empty()) --borrowed_frames_;
-            buffered_.fetch_sub(frame.cost, std::memory_order_relaxed);
+            unbuffer(frame.cost);
             if (frame.done) frame.done(ec);
             detail::buffer_cache::give(std::move(frame.bytes));
         }
@@ -937,6 +972,7 @@ private:
             std::vector<asio::const_buffer>().swap(gather_);
         for (auto& w : control_waiters_in_flight_) w(ec);
         control_waiters_in_flight_.clear();
+        if (finished_) return false;
         if (ec) {
             if (!result_.error) result_.error = ec;
             finish();
@@ -994,7 +1030,11 @@ private:
         Transport::close(stream_);
         const std::error_code reason =
             result_.error ? result_.error : make_error_code(error::closed);
-        in_flight_ = 0;
+        // Frames handed to a write stay alive until its completion (a TLS stream still reads
+        // them as its lower-layer writes complete); their senders hear the outcome now.
+        if (!writing_) in_flight_ = 0;
+        for (std::size_t i = 0; i < in_flight_; ++i)
+            if (auto done = std::move(queue_[i].done)) done(reason);
         drop_queue(reason);
         for (auto& w : control_waiters_) w(reason);
         for (auto& w : control_waiters_in_flight_) w(reason);
@@ -1007,9 +1047,7 @@ private:
         }
         for (auto& w : close_waiters_) w(result_.error);
         close_waiters_.clear();
-        read_buffer_.reset();
-        read_capacity_ = 0;
-        input_ = nullptr;
+        if (!reading_) release_read_buffer(); // else on_read releases it
         auto handlers = std::move(handlers_);
         handlers_.reset();
         auto self = this->shared_from_this();
@@ -1017,6 +1055,16 @@ private:
         auto observers = std::move(close_observers_);
         close_observers_.clear();
         for (auto& observer : observers) observer(self);
+    }
+
+    // A pending read owns the buffer it was given until its completion handler runs, even
+    // after the transport was closed: Asio's SSL stream copies decrypted bytes into it when its
+    // own lower-layer read completes, which can be after close() (docs/design.md, lifetimes).
+    void release_read_buffer() {
+        read_buffer_.reset();
+        read_capacity_ = 0;
+        input_ = nullptr;
+        read_begin_ = read_end_ = 0;
     }
 
     void mark_closing() { closing_.store(true, std::memory_order_relaxed); }
@@ -1131,6 +1179,7 @@ private:
     std::vector<detail::unique_function<void(std::error_code)>> close_waiters_;
     std::vector<detail::unique_function<void(const std::shared_ptr<connection>&)>> close_observers_;
     std::atomic<std::size_t> buffered_{0};
+    std::shared_ptr<detail::send_budget> budget_; // shared with other connections, or null
     std::atomic<bool> closing_{false};
     bool closing_requested_ = false;
     bool transport_ending_ = false;

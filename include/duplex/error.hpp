@@ -68,6 +68,7 @@ enum class error {
     too_many_connections,    // the server is at its connection limit
     control_backlog,         // pongs piled up for a peer that sends pings but does not read
     bad_opcode,              // send() given an opcode that is not text, binary or continuation
+    no_transport_context,    // a TLS server or client given an empty tls::context_type
 };
 
 // Broad questions users ask of an error, whatever its exact value.
@@ -140,6 +141,8 @@ public:
         case error::control_backlog:
             return "too many unsent control frames: the peer does not read";
         case error::bad_opcode: return "only text, binary and continuation frames carry data";
+        case error::no_transport_context:
+            return "the transport context is empty (make one with tls::client_context())";
         }
         return "unknown duplex error";
     }

@@ -51,6 +51,18 @@ struct server_options {
     std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
     protocol::http_limits http{};
     connection_options connection{};
+    // Bytes queued for writing, summed over every connection of the server. Each connection is
+    // also bounded by connection.send_buffer_limit; this bounds the sum, so that many peers that
+    // stop reading cannot take the process's memory between them. Past it, a send to a
+    // connection that already has bytes queued is dropped and that connection is closed as a
+    // slow reader (1008); a connection with an empty queue may still queue one message. 0 turns
+    // the budget off. docs/guide.md gives the worst case.
+    std::size_t send_budget = 256U << 20;
+    // When accept() fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the server
+    // stops accepting for a while instead of retrying at once (which would spin at 100% CPU
+    // while the condition lasts): first for this long, doubling up to accept_backoff_max.
+    std::chrono::milliseconds accept_backoff{std::chrono::milliseconds(10)};
+    std::chrono::milliseconds accept_backoff_max{std::chrono::seconds(1)};
     bool tcp_no_delay = true; // small messages must not wait for Nagle's algorithm
 };
 
@@ -129,6 +141,10 @@ public:
         std::function<upgrade_decision(const request_info&, UserData&)> on_upgrade;
         // Answers requests that are not upgrades; without it they get 426 Upgrade Required.
         std::function<http_response(const request_info&)> on_http;
+        // accept() failed for lack of resources (EMFILE: out of file descriptors, ...). Called
+        // once when accepting pauses, not for every retry; again only after an accept
+        // succeeded in between. Accepting resumes by itself (see server_options).
+        std::function<void(std::error_code)> on_accept_error;
     };
 
     explicit server(asio::io_context& io, server_options options = {}, context_type context = {})
@@ -154,6 +170,17 @@ public:
     std::uint16_t port() const { return state_->port(); }
 
     std::size_t connection_count() const noexcept { return state_->active.load(); }
+
+    // How many accepts failed for lack of resources (EMFILE, ...); each pauses accepting.
+    std::size_t accept_errors() const noexcept {
+        return state_->accept_errors.load(std::memory_order_relaxed);
+    }
+
+    // Bytes queued for writing over all connections, counted against options().send_budget
+    // (0 when the budget is off).
+    std::size_t queued_bytes() const noexcept {
+        return state_->budget ? state_->budget->used.load(std::memory_order_relaxed) : 0;
+    }
 
     // Graceful shutdown: stop accepting, send close 1001 to every connection, wait for them up
     // to `grace`, then cut the rest. Idempotent, safe from any thread and from handlers; the
@@ -330,14 +357,28 @@ private:
     struct state : std::enable_shared_from_this<state> {
         state(asio::io_context& io_, server_options o, context_type c)
             : io(io_), options(std::move(o)), context(std::move(c)), strand(asio::make_strand(io_)),
-              stop_timer(strand) {}
+              stop_timer(strand) {
+            if (options.send_budget != 0)
+                budget = std::make_shared<detail::send_budget>(options.send_budget);
+        }
 
         asio::io_context& io;
         server_options options;
         context_type context;
         handlers_type handlers;
         asio::strand<asio::io_context::executor_type> strand; // acceptors and stop()
-        std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+        // One listening socket, and the timer that resumes accepting after a lack of resources.
+        struct listener {
+            explicit listener(const asio::strand<asio::io_context::executor_type>& s)
+                : acceptor(s), retry(s) {}
+            asio::ip::tcp::acceptor acceptor;
+            asio::steady_timer retry;
+            std::chrono::milliseconds backoff{0}; // the current pause; 0 while accepting works
+        };
+        std::vector<std::unique_ptr<listener>> acceptors;
+        bool accept_error_reported = false;
+        std::atomic<std::size_t> accept_errors{0};   // accepts failed for lack of resources
+        std::shared_ptr<detail::send_budget> budget; // null when options.send_budget is 0
         asio::steady_timer stop_timer;
         std::atomic<std::size_t> active{0}; // connections and handshakes
         std::mutex mutex;
@@ -367,6 +408,8 @@ private:
         }
 
         std::error_code listen(const std::string& host, std::uint16_t port) {
+            // Caught here, not on an io thread at the first accept.
+            if (!detail::is_usable_context(context)) return error::no_transport_context;
             asio::ip::tcp::resolver resolver(io);
             std::error_code ec;
             const auto results =
@@ -376,18 +419,19 @@ private:
             for (const auto& entry : results) {
                 auto endpoint = entry.endpoint();
                 if (chosen != 0) endpoint.port(chosen);
-                auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(strand);
-                acceptor->open(endpoint.protocol(), ec);
+                auto entry_listener = std::make_unique<listener>(strand);
+                auto& acceptor = entry_listener->acceptor;
+                acceptor.open(endpoint.protocol(), ec);
                 if (ec) return ec;
-                acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-                if (endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
-                acceptor->bind(endpoint, ec);
+                acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+                if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true), ec);
+                acceptor.bind(endpoint, ec);
                 if (ec) return ec;
-                acceptor->listen(asio::socket_base::max_listen_connections, ec);
+                acceptor.listen(asio::socket_base::max_listen_connections, ec);
                 if (ec) return ec;
                 // With port 0 and several addresses ("localhost"), listen on one port for all.
-                chosen = acceptor->local_endpoint(ec).port();
-                acceptors.push_back(std::move(acceptor));
+                chosen = acceptor.local_endpoint(ec).port();
+                acceptors.push_back(std::move(entry_listener));
                 accept(*acceptors.back());
             }
             if (acceptors.empty()) return asio::error::host_not_found;
@@ -396,20 +440,53 @@ private:
 
         std::uint16_t port() const {
             std::error_code ec;
-            return acceptors.empty() ? 0 : acceptors.front()->local_endpoint(ec).port();
+            return acceptors.empty() ? 0 : acceptors.front()->acceptor.local_endpoint(ec).port();
         }
 
-        void accept(asio::ip::tcp::acceptor& acceptor) {
+        // Runs on `strand`, as do every acceptor's completions and stop(): `l` lives in
+        // `acceptors` until the state is destroyed, which no pending handler allows before it
+        // has run (each holds the state).
+        void accept(listener& l) {
             // The socket gets the plain io executor: the handshake and then the connection put
             // it on a strand of their own (a strand here would wrap every operation twice).
-            acceptor.async_accept(
+            l.acceptor.async_accept(
                 io.get_executor(),
-                asio::bind_executor(strand, [self = this->shared_from_this(), &acceptor](
-                                                std::error_code ec, asio::ip::tcp::socket socket) {
-                    if (self->stopping) return;
-                    if (!ec) self->on_accept(std::move(socket));
-                    if (ec != asio::error::operation_aborted && acceptor.is_open())
-                        self->accept(acceptor);
+                asio::bind_executor(strand, [self = this->shared_from_this(),
+                                             &l](std::error_code ec, asio::ip::tcp::socket socket) {
+                    if (self->stopping || !l.acceptor.is_open()) return;
+                    if (!ec) {
+                        l.backoff = std::chrono::milliseconds(0);
+                        self->accept_error_reported = false;
+                        self->on_accept(std::move(socket));
+                    } else if (is_out_of_resources(ec)) {
+                        return self->pause_accepting(l, ec);
+                    }
+                    if (ec != asio::error::operation_aborted) self->accept(l);
+                }));
+        }
+
+        static bool is_out_of_resources(const std::error_code& ec) noexcept {
+            return ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open ||
+                   ec == std::errc::too_many_files_open_in_system ||
+                   ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+        }
+
+        // Retrying at once would fail at once for as long as the condition lasts: wait (the
+        // pending connections stay in the kernel's backlog), tell the application once.
+        void pause_accepting(listener& l, std::error_code ec) {
+            accept_errors.fetch_add(1, std::memory_order_relaxed);
+            if (!accept_error_reported) {
+                accept_error_reported = true;
+                if (handlers.on_accept_error) handlers.on_accept_error(ec);
+            }
+            l.backoff = l.backoff.count() == 0
+                            ? options.accept_backoff
+                            : std::min(2 * l.backoff, options.accept_backoff_max);
+            l.retry.expires_after(l.backoff);
+            l.retry.async_wait(asio::bind_executor(
+                strand, [self = this->shared_from_this(), &l](std::error_code wait_ec) {
+                    if (wait_ec || self->stopping || !l.acceptor.is_open()) return;
+                    self->accept(l);
                 }));
         }
 
@@ -436,6 +513,7 @@ private:
             {
                 std::lock_guard<std::mutex> lock(mutex);
                 connections.emplace(c.get(), c);
+                if (budget) c->set_send_budget(budget);
                 if (!connection_handlers_copy)
                     connection_handlers_copy = make_connection_handlers();
                 shared = connection_handlers_copy;
@@ -478,7 +556,10 @@ private:
             if (stopping.exchange(true)) return;
             asio::dispatch(strand, [self = this->shared_from_this(), grace] {
                 std::error_code ec;
-                for (auto& a : self->acceptors) a->close(ec);
+                for (auto& l : self->acceptors) {
+                    l->acceptor.close(ec);
+                    l->retry.cancel();
+                }
                 self->drop_handshakes();
                 for (auto& c : self->snapshot())
                     c->close(protocol::close_code::going_away, "server shutting down");

@@ -9,6 +9,7 @@
 //   b.read_chunks({1, 7, 2});                          // split what b reads anywhere
 //   a.fail_write(3, asio::error::connection_reset);    // the third write from now fails
 //   b.write_capacity(4096);  b.block_writes(true);     // a peer that stops reading
+//   a.late_buffer_use(true);  // like TLS: buffers touched after close(), before the handler
 //
 // Streams only come in connected pairs (memory::make_pair), so the policy has no make_stream.
 //
@@ -67,6 +68,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -130,6 +132,9 @@ public:
         std::vector<std::size_t> chunks;
         std::size_t next_chunk = 0;
         std::size_t max_read = unlimited;
+        // Set by late_buffer_use(): operations pending at close() touch their buffers when
+        // their completion runs, on this executor, as a TLS stream does.
+        std::optional<asio::any_io_executor> late_executor;
 
         std::optional<pending_read> read;
         std::optional<pending_write> write;
@@ -265,12 +270,41 @@ public:
         return dropped;
     }
 
+    // A read pending at close() that still writes into its buffers (and a write that still
+    // reads its own) in a later turn of the executor, just before its handler runs: what
+    // Asio's SSL stream does when its lower-layer operation completes after the close.
+    template <class Op>
+    static completion late(Op op, const asio::any_io_executor& executor) {
+        return [op = std::move(op), executor](std::error_code ec, std::size_t) mutable {
+            asio::post(executor, [op = std::move(op), ec]() mutable {
+                for (const auto& b : op.buffers) {
+                    if constexpr (std::is_same_v<Op, pending_read>) {
+                        std::memset(b.data(), 0x5a, b.size());
+                    } else {
+                        volatile unsigned char sink = 0;
+                        const auto* bytes = static_cast<const unsigned char*>(b.data());
+                        for (std::size_t k = 0; k < b.size(); ++k) sink = sink ^ bytes[k];
+                        (void)sink;
+                    }
+                }
+                op.done(ec, 0);
+            });
+        };
+    }
+
     void close(int i, ready_list& out) {
         end& e = ends[i];
         if (e.closed) return;
         e.closed = true;
-        if (e.read) out.push_back({std::move(e.read->done), asio::error::operation_aborted, 0});
-        if (e.write) out.push_back({std::move(e.write->done), asio::error::operation_aborted, 0});
+        constexpr auto aborted = asio::error::operation_aborted;
+        if (e.read && e.late_executor)
+            out.push_back({late(std::move(*e.read), *e.late_executor), aborted, 0});
+        else if (e.read)
+            out.push_back({std::move(e.read->done), aborted, 0});
+        if (e.write && e.late_executor)
+            out.push_back({late(std::move(*e.write), *e.late_executor), aborted, 0});
+        else if (e.write)
+            out.push_back({std::move(e.write->done), aborted, 0});
         e.read.reset();
         e.write.reset();
         e.inbound.clear();
@@ -469,6 +503,20 @@ public:
         configure([&](memory_detail::pipe::end& e, auto& out) {
             e.writes_blocked = blocked;
             pipe_->try_write(side_, out);
+        });
+    }
+
+    // When this end is closed, its pending read still writes into its buffers, and its
+    // pending write still reads from its own, in a later turn of the executor, before their
+    // handlers run: Asio's SSL stream behaves so, because it copies decrypted bytes into the
+    // caller's buffer when its own lower-layer read completes. A caller that frees a buffer
+    // before the operation's handler has run is caught by AddressSanitizer.
+    void late_buffer_use(bool on) {
+        configure([&](memory_detail::pipe::end& e, auto&) {
+            if (on)
+                e.late_executor = executor_;
+            else
+                e.late_executor.reset();
         });
     }
 
