@@ -634,10 +634,9 @@ private:
         }
     }
 
-    // The transport ended or failed. After our close handshake (or while draining after
-    // failing the connection) an orderly end is what we wait for.
-    // A completed close handshake is clean however the transport then ends: 7.1.1 lets the
-    // server reset it.
+    // The transport ended or failed. After a completed close handshake that is clean however
+    // it ends (7.1.1 lets the server reset the TCP connection); while draining after failing
+    // the connection, an orderly end is what we wait for.
     void on_transport_end(std::error_code ec) {
         const bool handshake_done = session_.state() == protocol::session_state::closed;
         const bool failed = session_.state() == protocol::session_state::failed;
