@@ -47,6 +47,7 @@
 
 namespace duplex {
 
+using protocol::close_initiator;
 using protocol::opcode;
 
 struct connection_options {
@@ -56,6 +57,10 @@ struct connection_options {
     std::size_t send_buffer_high_water = 1U << 20;
     // Past this many unsent bytes the peer is too slow: the message is dropped and the
     // connection closed (1008), so a reader that stopped reading cannot grow our memory.
+    // Admit-one: while at most send_buffer_high_water bytes wait, a message is queued whatever
+    // its size, so a message as large as the receive limits admit can always be echoed. Unsent
+    // bytes therefore stay below max(send_buffer_limit, send_buffer_high_water + the largest
+    // message sent) plus 14 bytes of header per message.
     std::size_t send_buffer_limit = 16U << 20;
     // Send a ping when nothing arrived for this long; 0 turns keepalive off.
     std::chrono::milliseconds ping_interval{std::chrono::seconds(30)};
@@ -98,13 +103,19 @@ struct message_view {
     bool is_text() const noexcept { return type == opcode::text; }
 };
 
-// How a connection ended. `code` is the peer's close code (1005 when it gave none), the code we
-// failed the connection with, or 1006 when no close frame was exchanged. `error` is empty for
-// a completed close handshake.
+// How a connection ended. `code` is the code this endpoint failed the connection with (a
+// protocol violation, a slow reader), else the peer's close code (1005 when it gave none), else
+// 1006; `reason` goes with it. `error` is empty when the close handshake completed, even if
+// the peer then reset the transport (RFC 6455 7.1.1 leaves how it ends to the server).
 struct close_info {
     std::uint16_t code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
     std::string reason;
     std::error_code error;
+    // Both close frames: the code of ours (a reply echoes the peer's) and of the peer's; 1005
+    // when a frame carried no code, 1006 when there was none.
+    std::uint16_t sent_code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
+    std::uint16_t received_code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
+    close_initiator initiator = close_initiator::none; // who sent the first close frame
 };
 
 // Used when an application attaches no data to its connections.
@@ -427,6 +438,12 @@ private:
         };
     }
 
+    // Admit-one (see send_buffer_limit): only past the high-water mark can a message be refused.
+    bool over_send_limit(std::size_t before, std::size_t cost) const noexcept {
+        return before > options_.send_buffer_high_water &&
+               before + cost > options_.send_buffer_limit;
+    }
+
     // Counts `cost` bytes against the send buffer. Past the limit nothing is counted, and the
     // connection is failed as a slow reader.
     // A shared budget (a server's send_budget) bounds the sum over many connections: past it,
@@ -435,7 +452,7 @@ private:
     // are not starved by those that do not.
     send_status admit(std::size_t cost) {
         const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
-        bool over = before + cost > options_.send_buffer_limit;
+        bool over = over_send_limit(before, cost);
         if (!over && budget_) {
             const std::size_t shared = budget_->used.fetch_add(cost, std::memory_order_relaxed);
             if (before != 0 && shared + cost > budget_->limit) {
@@ -634,8 +651,10 @@ private:
         case event_type::close:
             // The session queued the echo (5.5.1). Messages still queued are not sent: no data
             // may follow our close frame.
-            result_.code = ev.code;
-            result_.reason = std::string(ev.data);
+            if (!result_.error) { // a reply to our failure does not replace its code
+                result_.code = ev.code;
+                result_.reason = std::string(ev.data);
+            }
             begin_closing();
             drop_queue(make_error_code(error::closed));
             return;
@@ -651,17 +670,24 @@ private:
         }
     }
 
-    // The transport ended or failed. After our close handshake (or while draining after
-    // failing the connection) an orderly end is what we wait for.
+    // The transport ended or failed. After a completed close handshake that is clean however
+    // it ends (7.1.1 lets the server reset the TCP connection); while draining after failing
+    // the connection, an orderly end is what we wait for.
     void on_transport_end(std::error_code ec) {
         const bool handshake_done = session_.state() == protocol::session_state::closed;
         const bool failed = session_.state() == protocol::session_state::failed;
-        if (Transport::is_clean_end(ec) && (handshake_done || failed)) return finish();
+        if (handshake_done || (failed && Transport::is_clean_end(ec))) return finish();
         if (!result_.error) result_.error = ec;
         if (!handshake_done && !failed) {
             result_.code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
         }
         finish();
+    }
+
+    void note_close_frames() {
+        result_.sent_code = session_.sent_close_code();
+        result_.received_code = session_.peer_close_code();
+        result_.initiator = session_.initiator();
     }
 
     // ---- writing -----------------------------------------------------------------------
@@ -1048,6 +1074,7 @@ private:
         for (auto& w : close_waiters_) w(result_.error);
         close_waiters_.clear();
         if (!reading_) release_read_buffer(); // else on_read releases it
+        note_close_frames();
         auto handlers = std::move(handlers_);
         handlers_.reset();
         auto self = this->shared_from_this();

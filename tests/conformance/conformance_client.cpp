@@ -1,16 +1,18 @@
 // conformance_client — duplex's side of the client-role conformance tests.
 //
-//   conformance_client URL [--max-message BYTES]
+//   conformance_client URL
 //
 // It behaves like the client Autobahn|Testsuite drives: it connects to one case's URL (the
 // test server picks the case from it, e.g. ws://127.0.0.1:PORT/runCase?case=5.19), echoes
 // every message back with its own opcode until the connection ends, and exits. Everything
-// else — pongs, the close reply, failing the connection on a protocol violation — is the
-// library's own behaviour, which is what the test server judges.
+// else — pongs, the close reply, failing the connection on a protocol violation, the limits —
+// is the library's own behaviour with its default client_options, which is what the test
+// server judges.
 //
-// Output: "open" once the opening handshake succeeded, then "closed CODE ERROR" when the
-// connection ended (ERROR is "-" after a clean closing handshake). Exit status: 0 when the
-// connection opened (however it ended), 3 when the opening handshake failed, 2 for usage.
+// Output: "open" once the opening handshake succeeded, then "closed CODE ERROR sent=S
+// received=R initiator=I" when the connection ended (ERROR is "-" after a clean closing
+// handshake; S and R are the close codes of close_info, I is local, peer or none). Exit status: 0
+// when the connection opened (however it ended), 3 when the opening handshake failed, 2 for usage.
 // A failed handshake is an expected outcome of some cases, so it has its own status.
 #include <duplex/duplex.hpp>
 
@@ -20,29 +22,17 @@
 
 namespace {
 
-struct arguments {
-    std::string url;
-    std::size_t max_message = 8U << 20;
-};
-
 [[noreturn]] void usage(const char* program) {
-    std::fprintf(stderr, "usage: %s URL [--max-message BYTES]\n", program);
+    std::fprintf(stderr, "usage: %s URL\n", program);
     std::exit(2);
 }
 
-arguments parse(int argc, char** argv) {
-    arguments a;
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
-        if (arg == "--max-message" && i + 1 < argc)
-            a.max_message = std::stoull(argv[++i]);
-        else if (arg.rfind("--", 0) == 0 || !a.url.empty())
-            usage(argv[0]);
-        else
-            a.url = arg;
+const char* initiator_name(duplex::close_initiator who) {
+    switch (who) {
+    case duplex::close_initiator::local: return "local";
+    case duplex::close_initiator::peer: return "peer";
+    default: return "none";
     }
-    if (a.url.empty()) usage(argv[0]);
-    return a;
 }
 
 constexpr int handshake_failed_status = 3;
@@ -50,19 +40,16 @@ constexpr int handshake_failed_status = 3;
 } // namespace
 
 int main(int argc, char** argv) {
-    const arguments args = parse(argc, argv);
+    if (argc != 2 || std::string(argv[1]).rfind("--", 0) == 0) usage(argv[0]);
+    const std::string url = argv[1];
     using connection_type = duplex::connection<duplex::transport::tcp>;
 
-    duplex::client_options options;
-    // The same limits as the echo server in the server-role run, so that section 9 (large
-    // messages) asks the same of both roles.
-    options.connection.protocol.max_message_size = args.max_message;
-    options.connection.protocol.max_frame_size = args.max_message;
+    const duplex::client_options options; // the defaults: what the suite checks
 
     asio::io_context io;
     int status = 0;
     duplex::async_connect<duplex::transport::tcp>(
-        io.get_executor(), args.url, options,
+        io.get_executor(), url, options,
         [&status](std::error_code ec, std::shared_ptr<connection_type> connection) {
             if (ec) {
                 std::printf("handshake failed: %s\n", ec.message().c_str());
@@ -77,8 +64,12 @@ int main(int argc, char** argv) {
                 c->send(m.type, m.data);
             };
             handlers.on_close = [](const auto&, const duplex::close_info& info) {
-                std::printf("closed %u %s\n", static_cast<unsigned>(info.code),
-                            info.error ? info.error.message().c_str() : "-");
+                std::printf("closed %u %s sent=%u received=%u initiator=%s\n",
+                            static_cast<unsigned>(info.code),
+                            info.error ? info.error.message().c_str() : "-",
+                            static_cast<unsigned>(info.sent_code),
+                            static_cast<unsigned>(info.received_code),
+                            initiator_name(info.initiator));
                 std::fflush(stdout);
             };
             connection->start(std::move(handlers));

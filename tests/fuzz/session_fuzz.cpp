@@ -19,7 +19,8 @@
 // Input layout:
 //   byte 0  bit 0 role (1 = client); bits 1-7: max_message_size = 32 + 32 * n
 //   byte 1  bits 0-5: max_frame_size = 16 + 16 * n; bit 6 auto_pong; bit 7 RSV1 allowed
-//   byte 2  bits 0-3: max_fragments = 1 + n; bit 4 RSV2 allowed; bit 5 RSV3 allowed
+//   byte 2  bits 0-3: max_fragments = 1 + n (15: no cap); bit 4 RSV2 allowed; bit 5 RSV3
+//           allowed; bits 6-7: fragment_overhead = 0, 1, 14 or 32
 //   byte 3  seed of the pseudo-random split points
 //   byte 4  bits 0-2: number of script steps, each 4 bytes [what, where, length, from]
 //   then    the received bytes ("wire")
@@ -260,7 +261,11 @@ private:
         if (is_control(h.op)) return {};
         if (h.op == opcode::continuation) {
             if (!in_message_) return duplex::error::unexpected_continuation; // 5.4
-            if (++fragments_ > options_.max_fragments) return duplex::error::too_many_fragments;
+            // Each continuation frame is charged fragment_overhead bytes of the message budget.
+            if (++fragments_ > options_.max_fragments ||
+                message_.size() + charged_ + options_.fragment_overhead > options_.max_message_size)
+                return duplex::error::too_many_fragments;
+            charged_ += options_.fragment_overhead;
         } else {
             if (in_message_) return duplex::error::expected_continuation; // 5.4
             in_message_ = true;
@@ -268,11 +273,12 @@ private:
             message_is_text_ = h.op == opcode::text;
             text_check_ = {};
             fragments_ = 1;
+            charged_ = 0;
             message_.clear();
         }
         // 10.4: limits are judged from the header, before any payload is kept.
         if (h.payload_size > options_.max_frame_size) return duplex::error::frame_too_big;
-        if (message_.size() + h.payload_size > options_.max_message_size)
+        if (message_.size() + charged_ + h.payload_size > options_.max_message_size)
             return duplex::error::message_too_big;
         return {};
     }
@@ -340,6 +346,7 @@ private:
     bool message_is_text_ = false;
     fuzz::reference_utf8 text_check_;
     std::size_t fragments_ = 0;
+    std::size_t charged_ = 0; // fragment_overhead for each continuation frame so far
     std::string message_;
 
     bool close_received_ = false;
@@ -676,7 +683,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     options.max_frame_size = 16U + (data[1] & 0x3FU) * 16U;
     options.auto_pong = (data[1] & 0x40U) != 0;
     options.reserved_bits.rsv1 = (data[1] & 0x80U) != 0;
-    options.max_fragments = 1U + (data[2] & 0x0FU);
+    options.max_fragments =
+        (data[2] & 0x0FU) == 0x0FU ? static_cast<std::size_t>(-1) : 1U + (data[2] & 0x0FU);
+    static constexpr std::size_t overheads[] = {0, 1, 14, 32};
+    options.fragment_overhead = overheads[(data[2] >> 6U) & 3U];
     options.reserved_bits.rsv2 = (data[2] & 0x10U) != 0;
     options.reserved_bits.rsv3 = (data[2] & 0x20U) != 0;
     const unsigned split_seed = data[3];

@@ -459,6 +459,7 @@ TEST_CASE("RFC 6455 10.4: fragments summing past the message limit fail with 100
           "[session][limits]") {
     session_options options;
     options.max_message_size = 10;
+    options.fragment_overhead = 0; // the payloads alone; the charge per frame is tested below
     const std::string ok = from_client(opcode::text, "12345", false) +
                            from_client(opcode::continuation, "67890", true);
     CHECK(run_every_split(role::server, ok, options).events.at(0).type == event_type::message);
@@ -496,6 +497,112 @@ TEST_CASE("RFC 6455 10.4: a flood of tiny fragments fails with 1009", "[session]
     REQUIRE(over.events.size() == 1);
     CHECK(over.events[0].error == error::too_many_fragments);
     CHECK(over.events[0].code == 1009);
+}
+
+TEST_CASE("RFC 6455 10.4: each continuation frame is charged fragment_overhead bytes of the "
+          "message budget: exactly at max_message_size is delivered, one byte more fails with "
+          "1009",
+          "[session][limits]") {
+    session_options options;
+    options.max_message_size = 100;
+    options.fragment_overhead = 14;
+    // 30 + (14 + 14) + (14 + 28) = 100: two continuations charged 14 each.
+    auto wire = [](std::size_t last) {
+        return from_client(opcode::binary, std::string(30, 'a'), false) +
+               from_client(opcode::continuation, std::string(14, 'b'), false) +
+               from_client(opcode::continuation, std::string(last, 'c'), true);
+    };
+    const auto at_limit = run_every_split(role::server, wire(28), options);
+    REQUIRE(at_limit.events.size() == 1);
+    CHECK(at_limit.events[0] ==
+          message(opcode::binary,
+                  std::string(30, 'a') + std::string(14, 'b') + std::string(28, 'c')));
+    const auto over = run_every_split(role::server, wire(29), options);
+    REQUIRE(over.events.size() == 1);
+    CHECK(over.events[0].error == error::message_too_big);
+    CHECK(over.events[0].code == 1009);
+}
+
+TEST_CASE("RFC 6455 10.4: a flood of empty continuation frames is stopped by the charge per "
+          "frame (1009), though it never carries a payload byte",
+          "[session][limits]") {
+    session_options options;
+    options.max_message_size = 140;
+    options.fragment_overhead = 14; // room for exactly 10 continuation frames
+    std::string wire = from_client(opcode::text, "", false);
+    for (int i = 0; i < 9; ++i) wire += from_client(opcode::continuation, "", false);
+    const auto at_limit =
+        run_every_split(role::server, wire + from_client(opcode::continuation, "", true), options);
+    REQUIRE(at_limit.events.size() == 1);
+    CHECK(at_limit.events[0] == message(opcode::text, ""));
+    wire += from_client(opcode::continuation, "", false);
+    wire += from_client(opcode::continuation, "", false); // the 11th: 154 > 140
+    const auto over = run_every_split(role::server, wire, options);
+    REQUIRE(over.events.size() == 1);
+    CHECK(over.events[0].error == error::too_many_fragments);
+    CHECK(over.events[0].code == 1009);
+    CHECK(over.state == session_state::failed);
+}
+
+TEST_CASE("RFC 6455 10.4: the default limits admit Autobahn 9.3.1 (4 MiB in 64-byte "
+          "fragments, 65,537 frames, the last one empty) and a 16 MiB frame, and refuse 16 MiB "
+          "+ 1 byte",
+          "[session][limits]") {
+    const session_options defaults;
+    CHECK(defaults.max_message_size == 16U << 20);
+    const std::string payload(4U << 20, '*');
+    std::string wire;
+    std::size_t frames = 0;
+    for (std::size_t at = 0; at <= payload.size(); at += 64, ++frames)
+        wire += from_client(at == 0 ? opcode::text : opcode::continuation,
+                            std::string_view(payload).substr(at, 64), at == payload.size());
+    CHECK(frames == 65537);
+    const auto fragmented = run(role::server, wire, {});
+    REQUIRE(fragmented.events.size() == 1);
+    CHECK(fragmented.events[0].data == payload);
+
+    const std::string biggest(defaults.max_message_size, '\xfe');
+    const auto at_limit = run(role::client, from_server(opcode::binary, biggest), {});
+    REQUIRE(at_limit.events.size() == 1);
+    CHECK(at_limit.events[0].data.size() == biggest.size());
+    const auto over = run(role::client, from_server(opcode::binary, biggest + '\xfe'), {});
+    REQUIRE(over.events.size() == 1);
+    CHECK(over.events[0].code == 1009);
+}
+
+TEST_CASE("RFC 6455 7.1.2, 5.5.1: the session records the code of the close frame it sent and "
+          "who started the closing handshake",
+          "[session][close]") {
+    SECTION("nobody yet") {
+        session s(role::server);
+        CHECK(s.initiator() == close_initiator::none);
+        CHECK(s.sent_close_code() == 1006);
+    }
+    SECTION("we close; the peer's reply does not change our code") {
+        session s(role::client, {}, test_seed);
+        REQUIRE_FALSE(s.close(4000, "bye"));
+        std::string reply = from_server(opcode::close, close_payload(1000));
+        REQUIRE(s.receive(reply.data(), reply.size()).ev.type == event_type::close);
+        CHECK(s.initiator() == close_initiator::local);
+        CHECK(s.sent_close_code() == 4000);
+        CHECK(s.peer_close_code() == 1000);
+    }
+    SECTION("the peer closes; our reply echoes its code") {
+        session s(role::server);
+        std::string wire = from_client(opcode::close, close_payload(1001));
+        REQUIRE(s.receive(wire.data(), wire.size()).ev.type == event_type::close);
+        CHECK(s.initiator() == close_initiator::peer);
+        CHECK(s.sent_close_code() == 1001);
+        CHECK(s.peer_close_code() == 1001);
+    }
+    SECTION("we fail the connection") {
+        session s(role::server);
+        std::string wire = from_client(opcode::text, "\xff");
+        REQUIRE(s.receive(wire.data(), wire.size()).ev.type == event_type::error);
+        CHECK(s.initiator() == close_initiator::local);
+        CHECK(s.sent_close_code() == 1007);
+        CHECK(s.peer_close_code() == 1006);
+    }
 }
 
 TEST_CASE("RFC 6455 5.1: server frames are never masked, client frames always with fresh keys",

@@ -41,9 +41,17 @@ struct session_options {
     // RFC 6455 10.4: an endpoint must protect itself against oversized frames and messages.
     std::size_t max_message_size = 16U * 1024U * 1024U;
     std::size_t max_frame_size = 16U * 1024U * 1024U;
-    // A flood of tiny (even empty) continuation frames costs CPU without growing the message;
-    // a message split into more frames than this fails with 1009.
-    std::size_t max_fragments = 4096;
+    // Each continuation frame counts this many bytes against max_message_size on top of its
+    // payload (1009 when the sum passes the limit). Without a charge, frames that carry no
+    // payload (a flood of empty continuations, the attack Node ws's maxFragments answers)
+    // never bring a message nearer its limit and keep the receiver parsing forever. With the
+    // largest header size as the charge, no message takes more than max_message_size bytes on
+    // the wire beyond its first header, however it is split, while legitimate fragmentation
+    // costs little: 4 MiB in 64-byte fragments (65,537 frames) counts as about 4.9 MiB.
+    std::size_t fragment_overhead = max_frame_header_size;
+    // An optional cap on the frames of one message (1009 past it); by default the charge above
+    // is the bound.
+    std::size_t max_fragments = static_cast<std::size_t>(-1);
     // Answer each ping with a pong automatically (RFC 6455 5.5.2 requires the answer).
     bool auto_pong = true;
     // Deliver data messages as message_start / message_data / message_end pieces as they
@@ -51,6 +59,13 @@ struct session_options {
     bool deliver_partial_messages = false;
     // RSV bits that a negotiated extension has claimed (permessage-deflate claims RSV1).
     reserved_bits_allowed reserved_bits{};
+};
+
+// Which endpoint sent the first close frame of a connection.
+enum class close_initiator {
+    none,  // no close frame was sent or received (the transport ended without one)
+    local, // this endpoint: close(), or a violation that failed the connection (7.1.7)
+    peer,  // the other endpoint; ours was the reply (5.5.1)
 };
 
 enum class session_state {
@@ -121,6 +136,10 @@ public:
     // The peer's close code (1005 when it sent none, 1006 when no close was received) and reason.
     std::uint16_t peer_close_code() const noexcept { return peer_close_code_; }
     const std::string& peer_close_reason() const noexcept { return peer_close_reason_; }
+    // The code of the close frame this endpoint queued (1005 when it carried none, 1006 when
+    // none was queued), and who started the closing handshake.
+    std::uint16_t sent_close_code() const noexcept { return sent_close_code_; }
+    close_initiator initiator() const noexcept { return initiator_; }
 
     // ---- receiving ---------------------------------------------------------------------
 
@@ -231,6 +250,8 @@ public:
         if (auto ec = make_close_payload(code, reason, payload)) return ec;
         queue_control(opcode::close, payload);
         state_ = session_state::closing;
+        sent_close_code_ = code;
+        initiator_ = close_initiator::local;
         return {};
     }
     std::error_code close(close_code code, std::string_view reason = {}) {
@@ -320,8 +341,10 @@ private:
         if (!is_control(h.op)) {
             if (h.op == opcode::continuation) {
                 if (!receiving_message_) return fail(error::unexpected_continuation, ev);
-                if (++fragments_ > options_.max_fragments)
+                if (++fragments_ > options_.max_fragments ||
+                    options_.fragment_overhead > options_.max_message_size - message_size_)
                     return fail(error::too_many_fragments, ev);
+                message_size_ += options_.fragment_overhead;
             } else {
                 if (receiving_message_) return fail(error::expected_continuation, ev);
                 receiving_message_ = true;
@@ -430,6 +453,8 @@ private:
             if (peer.code != static_cast<std::uint16_t>(close_code::no_status))
                 (void)make_close_payload(peer.code, {}, reply);
             queue_control(opcode::close, reply);
+            sent_close_code_ = peer.code;
+            initiator_ = close_initiator::peer;
         }
         state_ = session_state::closed;
         ev.type = event_type::close;
@@ -449,6 +474,8 @@ private:
             if (make_close_payload(code, reason, payload))
                 (void)make_close_payload(code, {}, payload);
             queue_control(opcode::close, payload);
+            sent_close_code_ = code;
+            initiator_ = close_initiator::local;
         }
         state_ = session_state::failed;
         error_ = ec;
@@ -521,6 +548,8 @@ private:
     bool close_received_ = false;
     std::uint16_t peer_close_code_ = static_cast<std::uint16_t>(close_code::abnormal);
     std::string peer_close_reason_;
+    std::uint16_t sent_close_code_ = static_cast<std::uint16_t>(close_code::abnormal);
+    close_initiator initiator_ = close_initiator::none;
 
     // Sending.
     bool sending_message_ = false;
