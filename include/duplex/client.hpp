@@ -1,4 +1,5 @@
 // duplex/client.hpp — opening WebSocket connections: once, or kept open with reconnects.
+// SPDX-License-Identifier: BSL-1.0
 //
 // async_connect resolves a ws:// or wss:// URL, connects (IPv4 or IPv6), runs the transport
 // handshake (TLS with SNI and certificate + host name verification), sends the upgrade request

@@ -1,4 +1,5 @@
 // duplex/connection.hpp — one WebSocket connection driven over an Asio transport.
+// SPDX-License-Identifier: BSL-1.0
 //
 // A connection owns a transport stream (plain TCP, TLS, in-memory) and a protocol session, and
 // runs them: the read loop, an ordered write queue that gathers queued frames into one write,

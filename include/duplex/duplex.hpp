@@ -1,4 +1,5 @@
 // duplex/duplex.hpp — everything a typical duplex user needs, in one include.
+// SPDX-License-Identifier: BSL-1.0
 //
 // The protocol layer, the plain TCP transport, connections, the server and the client. TLS
 // (wss://) comes with it when DUPLEX_ENABLE_TLS is defined (the CMake target duplex::tls does

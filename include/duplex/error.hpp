@@ -1,4 +1,5 @@
 // duplex/error.hpp — every failure duplex reports, as std::error_code values.
+// SPDX-License-Identifier: BSL-1.0
 //
 // duplex never throws on bad input: a malformed handshake, frame, UTF-8 sequence or close
 // payload becomes a `duplex::error`, and on an open connection the close code RFC 6455 asks

@@ -1,4 +1,5 @@
 // duplex/protocol.hpp — the whole sans-I/O protocol layer in one include.
+// SPDX-License-Identifier: BSL-1.0
 //
 // For programs that bring their own I/O (an event loop, a test harness, a fuzzer): HTTP
 // upgrade parsing and writing, both handshake roles, ws:// URLs, and the per-connection session

@@ -1,4 +1,5 @@
 // duplex/rooms.hpp — rooms (topics) over connections: join, leave, publish once to many.
+// SPDX-License-Identifier: BSL-1.0
 //
 // A connection may be in any number of rooms and leaves them all when it closes. A message
 // published to a room is encoded as a frame once (a shared_message) and every member's write

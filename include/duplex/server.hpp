@@ -1,4 +1,5 @@
 // duplex/server.hpp — a WebSocket server over any transport policy (transport::tcp, tls).
+// SPDX-License-Identifier: BSL-1.0
 //
 // It listens on one or more addresses, runs each new socket through the transport handshake
 // and the HTTP upgrade under a deadline, asks the application's on_upgrade hook whether to

@@ -1,4 +1,5 @@
 // duplex/shared_message.hpp — one message encoded once, sent to many connections.
+// SPDX-License-Identifier: BSL-1.0
 //
 // A broadcast to N connections should not copy, frame or validate the payload N times. A
 // shared_message holds the complete server frame (header and unmasked payload) in one immutable

@@ -1,4 +1,5 @@
 // duplex/detail/buffer_cache.hpp — output buffers reused within an io thread.
+// SPDX-License-Identifier: BSL-1.0
 //
 // A connection copies each message it sends from a handler into a buffer that lives until
 // the write completes, usually microseconds later. Freeing and allocating that buffer for

@@ -1,4 +1,5 @@
 // duplex/detail/fifo.hpp — the queue behind a connection's outgoing frames.
+// SPDX-License-Identifier: BSL-1.0
 //
 // std::deque allocates a map and a 512-byte block as soon as it is constructed, which an idle
 // connection pays for nothing. This queue is a vector read from a moving head: empty, it owns

@@ -1,4 +1,5 @@
 // duplex/detail/unique_function.hpp — a move-only std::function for stored completion handlers.
+// SPDX-License-Identifier: BSL-1.0
 //
 // Asio completion handlers (coroutine continuations, promise setters) are often move-only, so
 // std::function cannot hold them. This is the minimum needed to queue one until its operation

@@ -1,4 +1,5 @@
 // duplex/protocol/base64.hpp — base64 (RFC 4648 section 4), encoding and strict decoding.
+// SPDX-License-Identifier: BSL-1.0
 //
 // The handshake encodes the 16-byte nonce (Sec-WebSocket-Key) and the SHA-1 digest
 // (Sec-WebSocket-Accept), and a server must check that the key it receives decodes to

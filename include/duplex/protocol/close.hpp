@@ -1,4 +1,5 @@
 // duplex/protocol/close.hpp — close frames: status codes (RFC 6455 7.4) and payloads (5.5.1).
+// SPDX-License-Identifier: BSL-1.0
 //
 // A close payload is empty, or a 2-byte big-endian code followed by a UTF-8 reason. Codes
 // 1005, 1006 and 1015 describe what happened locally and never travel on the wire; they are

@@ -1,4 +1,5 @@
 // duplex/protocol/frame.hpp — the RFC 6455 5.2 frame header: opcodes, encoding, decoding.
+// SPDX-License-Identifier: BSL-1.0
 //
 // Decoding applies every rule that can be judged from the header alone, before any payload is
 // read: reserved opcodes and bits, control-frame size and fragmentation, minimal length

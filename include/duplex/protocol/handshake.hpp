@@ -1,4 +1,5 @@
 // duplex/protocol/handshake.hpp — the WebSocket opening handshake (RFC 6455 section 4).
+// SPDX-License-Identifier: BSL-1.0
 //
 // Sans-I/O drivers for both roles: server_handshake takes request bytes and produces the
 // 101 response or a refusal; client_handshake produces the request and checks the

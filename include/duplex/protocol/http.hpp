@@ -1,4 +1,5 @@
 // duplex/protocol/http.hpp — the HTTP/1.1 heads of the WebSocket opening handshake.
+// SPDX-License-Identifier: BSL-1.0
 //
 // A WebSocket connection starts as one HTTP request and one response (RFC 6455 section 4).
 // This header parses such heads incrementally, from any number of pieces, and writes them.

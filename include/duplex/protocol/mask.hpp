@@ -1,4 +1,5 @@
 // duplex/protocol/mask.hpp — the XOR masking of RFC 6455 5.3, done many bytes per step.
+// SPDX-License-Identifier: BSL-1.0
 //
 // Every client frame is masked and every server unmasks every byte it receives, so this is on
 // the hot path of both roles. The key is applied a machine word at a time (the compiler widens

@@ -1,4 +1,5 @@
 // duplex/protocol/random.hpp — unpredictable bytes for masking keys and handshake nonces.
+// SPDX-License-Identifier: BSL-1.0
 //
 // RFC 6455 5.3 and 10.3 require masking keys that a script in the page cannot predict, or a
 // hostile page could steer the bytes a proxy sees. A fast linear generator (xorshift, mt19937)

@@ -1,4 +1,5 @@
 // duplex/protocol/session.hpp — one WebSocket connection's state machine, without any I/O.
+// SPDX-License-Identifier: BSL-1.0
 //
 // A session turns received bytes into events (messages, pings, pongs, close, errors) and calls
 // (send, ping, close) into bytes to transmit. It never touches a socket, a clock or a thread, so

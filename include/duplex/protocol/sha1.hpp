@@ -1,4 +1,5 @@
 // duplex/protocol/sha1.hpp — SHA-1 (RFC 3174), written for duplex.
+// SPDX-License-Identifier: BSL-1.0
 //
 // The opening handshake needs SHA-1 exactly once per connection, to compute
 // Sec-WebSocket-Accept (RFC 6455 section 4.2.2). SHA-1 is not used here for security (the

@@ -1,4 +1,5 @@
 // duplex/protocol/url.hpp — the ws:// and wss:// URLs a client connects to (RFC 6455 section 3).
+// SPDX-License-Identifier: BSL-1.0
 //
 // parse_websocket_url splits a URL into what the client needs: whether to use TLS, the
 // host to resolve (and to name in SNI and certificate checks), the port, the Host header

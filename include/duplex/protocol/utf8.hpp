@@ -1,4 +1,5 @@
 // duplex/protocol/utf8.hpp — incremental UTF-8 validation (RFC 3629 section 4).
+// SPDX-License-Identifier: BSL-1.0
 //
 // RFC 6455 requires text messages and close reasons to be valid UTF-8, and lets us fail the
 // connection (1007) as soon as the bytes received so far can no longer become valid text

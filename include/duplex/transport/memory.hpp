@@ -1,4 +1,5 @@
 // duplex/transport/memory.hpp — an in-memory transport with fault injection, for tests.
+// SPDX-License-Identifier: BSL-1.0
 //
 // `memory` is a transport policy (the contract is at the top of tcp.hpp) whose streams are
 // the two ends of an in-process pipe: what one end writes, the other reads. No sockets, no

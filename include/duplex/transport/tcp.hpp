@@ -1,4 +1,5 @@
 // duplex/transport/tcp.hpp — the plain TCP transport policy (ws://), and the policy contract.
+// SPDX-License-Identifier: BSL-1.0
 //
 // duplex's connection, server and client are templates over a transport policy: a struct of
 // types and static functions that says how bytes move, and nothing about WebSocket. To add a

@@ -1,4 +1,5 @@
 // duplex/transport/tls.hpp — the TLS transport policy (wss://) over OpenSSL.
+// SPDX-License-Identifier: BSL-1.0
 //
 // `tls` follows the policy contract written at the top of tcp.hpp. It runs TLS 1.2+ over an
 // asio::ssl::stream<asio::ip::tcp::socket> and is secure by default: a client context made by
