@@ -54,13 +54,17 @@ constexpr std::size_t max_room_length = 64;
 constexpr std::size_t history_size = 50; // messages a newcomer to a room gets in its join_ack
 // Rate-limit excess beyond `rate` messages within this window closes the connection (1008).
 constexpr std::chrono::seconds abuse_window{10};
-// A chat message or presence event is fanned out to its room from a queue, for at most this
-// long per turn of the event loop, so that a busy room cannot hold up everything else the loop
-// serves (/health, other rooms, new connections, SIGTERM). One send to a member that reads is
-// one write system call, so a room of 1,000 takes milliseconds per message.
-constexpr std::chrono::microseconds fanout_turn{500};
+// Chat requests are handled, and chat messages and presence fanned out to their rooms, from
+// queues, for at most this long per turn of the event loop, so that a flood cannot hold up
+// everything else the loop serves (/health, other rooms, new connections, SIGTERM). One send
+// to a member that reads is one write system call: a room of 1,000 takes milliseconds per
+// message.
+constexpr std::chrono::microseconds slice_time{500};
 // Rooms whose last member left keep their history for whoever comes back; at most this many.
 constexpr std::size_t max_retained_empty_rooms = 1024;
+// Chat requests read but not handled yet, all connections together; past it a request is
+// refused with `server_busy`.
+constexpr std::size_t max_inbox_bytes = 8U * 1024U * 1024U;
 // Messages waiting in one room's queue; past it a message is refused with `room_busy`.
 constexpr std::size_t max_room_backlog = 1024;
 
@@ -417,6 +421,7 @@ struct chat_user {
     rate_limiter limiter;
     address_budget::slot address; // this connection's place in its address's budget
     std::uint64_t joined = 0;     // when it joined its room (chat_service::epoch_)
+    bool over_limit = false;      // far over its rate: to be closed (1008)
 };
 
 // What the upgrade of /ws decided; status 0 admits it. A plain GET of the same URL gets the
@@ -442,6 +447,7 @@ struct chat_metrics {
     std::atomic<std::uint64_t> bad_requests{0}; // answered with an error event, rate aside
     std::atomic<std::uint64_t> rate_limited{0};
     std::atomic<std::uint64_t> room_busy{0};
+    std::atomic<std::uint64_t> server_busy{0};
     std::atomic<std::uint64_t> connection_errors{0}; // protocol violations, 1009, timeouts
 
     void sent(std::size_t messages, std::size_t payload_size) {
@@ -475,6 +481,7 @@ struct chat_metrics {
         sample("duplex_chat_errors_total{kind=\"bad_request\"}", bad_requests.load());
         sample("duplex_chat_errors_total{kind=\"rate_limited\"}", rate_limited.load());
         sample("duplex_chat_errors_total{kind=\"room_busy\"}", room_busy.load());
+        sample("duplex_chat_errors_total{kind=\"server_busy\"}", server_busy.load());
         sample("duplex_chat_errors_total{kind=\"connection\"}", connection_errors.load());
         return out;
     }
@@ -491,6 +498,13 @@ public:
     using connection_ptr = std::shared_ptr<connection_type>;
 
 private:
+    // A chat request that was read and is within its budgets (see handle_requests).
+    struct inbound_request {
+        connection_ptr connection;
+        std::string text;
+        bool close_for_abuse = false; // instead of a request: close it (1008)
+    };
+
     // One entry of a room's fan-out queue: a chat message (presence_of is null), or a presence
     // event about presence_of, for the members that joined before `epoch`.
     struct pending_event {
@@ -698,7 +712,8 @@ private:
             if (accepted(c->send(m.type, m.data))) metrics_.sent(1, m.data.size());
             return;
         }
-        if (c->is_closing()) return; // what a closing client still had in flight
+        // What a closing client still had in flight, or one that goes on past its limits.
+        if (c->is_closing() || user.over_limit) return;
         // The connection's own budget first: a connection over it does not use up its
         // address's, which other connections from there share.
         if (!within_budget(c, user.limiter.admit(steady_clock::now()),
@@ -709,7 +724,57 @@ private:
                                " messages per second from your address"))
             return;
         if (!m.is_text()) return bad_request(c, "invalid_json", "binary messages are not JSON");
-        const json request = json::parse(m.data, nullptr, false);
+        {
+            std::lock_guard<std::mutex> lock(inbox_mutex_);
+            if (inbox_bytes_ + m.data.size() <= max_inbox_bytes) {
+                push_request({c, std::string(m.data), false});
+                return;
+            }
+        }
+        ++metrics_.server_busy;
+        send_error(c, "server_busy", "the server is busy: your message was not read, try again");
+    }
+
+    // Under inbox_mutex_.
+    void push_request(inbound_request request) {
+        inbox_bytes_ += request.text.size();
+        inbox_.push_back(std::move(request));
+        if (!inbox_scheduled_) {
+            inbox_scheduled_ = true;
+            asio::post(io_, [this] { handle_requests(); });
+        }
+    }
+
+    // Handles the chat requests that were read, in order, for at most slice_time, then
+    // yields the loop and carries on in a later turn. A read can hold dozens of messages and
+    // a turn of the loop up to 128 reads: parsing and answering them all inside the read
+    // handlers kept a flood of 10,000 from 1,000 clients between the loop and /health.
+    void handle_requests() {
+        const auto deadline = steady_clock::now() + slice_time;
+        for (;;) {
+            inbound_request request;
+            {
+                std::lock_guard<std::mutex> lock(inbox_mutex_);
+                if (inbox_.empty()) {
+                    inbox_scheduled_ = false;
+                    return;
+                }
+                request = std::move(inbox_.front());
+                inbox_.pop_front();
+                inbox_bytes_ -= request.text.size();
+            }
+            if (request.close_for_abuse)
+                request.connection->close(duplex::protocol::close_code::policy_violation,
+                                          "rate limit exceeded");
+            else if (!request.connection->is_closing())
+                handle(request.connection, request.text);
+            if (steady_clock::now() >= deadline) break;
+        }
+        asio::post(io_, [this] { handle_requests(); });
+    }
+
+    void handle(const connection_ptr& c, std::string_view text) {
+        const json request = json::parse(text, nullptr, false);
         if (request.is_discarded() || !request.is_object())
             return bad_request(c, "invalid_json", "a message must be a JSON object");
         const auto event = request.find("event");
@@ -732,10 +797,15 @@ private:
             ++metrics_.rate_limited;
             send_error(c, "rate_limited", why);
             return false;
-        case rate_limiter::verdict::close:
+        case rate_limiter::verdict::close: {
             ++metrics_.rate_limited;
-            c->close(duplex::protocol::close_code::policy_violation, "rate limit exceeded");
+            // Behind the requests read before it, which are answered first; what the
+            // connection sends from now on is ignored.
+            c->data().over_limit = true;
+            std::lock_guard<std::mutex> lock(inbox_mutex_);
+            push_request({c, {}, true});
             return false;
+        }
         }
         return false;
     }
@@ -774,7 +844,7 @@ private:
         return true;
     }
 
-    // Sends a room's waiting events, in order, for at most fanout_turn, then yields the loop to
+    // Sends a room's waiting events, in order, for at most slice_time, then yields the loop to
     // everything else that is ready and carries on in a later turn (a turn ends between two
     // member sends, within a message if need be). The sender gets its own message as well: its
     // page shows it with the server's timestamp, in the room's order.
@@ -785,7 +855,7 @@ private:
     // the list of recipients) or gets it live (then it was not in the history).
     void fan_out(const std::string& room) {
         std::lock_guard<std::mutex> publishing(publish_mutex_);
-        const auto deadline = steady_clock::now() + fanout_turn;
+        const auto deadline = steady_clock::now() + slice_time;
         outbox* box = nullptr;
         {
             std::lock_guard<std::mutex> lock(outbox_mutex_);
@@ -920,6 +990,10 @@ private:
     std::unordered_map<std::string, std::deque<duplex::shared_message>> history_;
     std::deque<std::string> retained_empty_;
     std::atomic<std::uint64_t> epoch_{0}; // orders joins and presence events
+    std::mutex inbox_mutex_;              // the four below
+    std::deque<inbound_request> inbox_;
+    std::size_t inbox_bytes_ = 0; // text in inbox_, bounded by max_inbox_bytes
+    bool inbox_scheduled_ = false;
     duplex::rooms<connection_type> rooms_;
     server_type server_; // last: destroyed first, while the rest is still there
 };
