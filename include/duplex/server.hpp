@@ -32,6 +32,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -466,10 +467,12 @@ private:
                 }));
         }
 
+        // Asio reports errno values in its own system category, which std::errc does not
+        // compare equal to: compare the numbers.
         static bool is_out_of_resources(const std::error_code& ec) noexcept {
-            return ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open ||
-                   ec == std::errc::too_many_files_open_in_system ||
-                   ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+            if (ec.category() != asio::error::get_system_category()) return false;
+            const int e = ec.value();
+            return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
         }
 
         // Retrying at once would fail at once for as long as the condition lasts: wait (the
