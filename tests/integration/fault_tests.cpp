@@ -312,6 +312,17 @@ private:
     bool peer_closed_ = false;
 };
 
+// A client that behaves is still echoed: what every case checks after its faults.
+template <class Stream>
+void check_still_serves(std::uint16_t port, const std::string& text) {
+    raw_client<Stream> fresh(port);
+    REQUIRE(fresh.open());
+    REQUIRE(fresh.write(message_frame(opcode::text, text)));
+    CHECK(fresh.read_at_least(text.size() + 2, 5s));
+    CHECK(fresh.received().find(text) != std::string::npos);
+    fresh.close();
+}
+
 // ---- the fault matrix ---------------------------------------------------------------------
 
 // Where in a connection's life the client stops, and how.
@@ -485,12 +496,7 @@ void run_fault_matrix(typename Transport::context_type context,
             // Every connection and handshake ended and was released exactly once.
             CHECK(eventually([&] { return server.connection_count() == 0; }));
             // And the server still serves a client that behaves.
-            raw_client<Stream> fresh(port);
-            REQUIRE(fresh.open());
-            REQUIRE(fresh.write(message_frame(opcode::text, "still here")));
-            CHECK(fresh.read_at_least(12, 5s));
-            CHECK(fresh.received().find("still here") != std::string::npos);
-            fresh.close();
+            check_still_serves<Stream>(port, "still here");
             server.stop(0ms);
         }
     }
@@ -775,19 +781,11 @@ TEST_CASE("Soak: a few hundred random clients over ws:// and wss://, two io thre
         CHECK(clients.load() >= workers);
         CHECK(eventually([&] { return plain.connection_count() == 0; }));
         CHECK(plain.queued_bytes() == 0);
-        raw_client<plain_stream> fresh(plain.port());
-        REQUIRE(fresh.open());
-        REQUIRE(fresh.write(message_frame(opcode::text, "after the soak")));
-        CHECK(fresh.read_at_least(16, 5s));
-        fresh.close();
+        check_still_serves<plain_stream>(plain.port(), "after the soak");
 #if defined(DUPLEX_ENABLE_TLS)
         CHECK(eventually([&] { return secure.connection_count() == 0; }));
         CHECK(secure.queued_bytes() == 0);
-        raw_client<tls_stream> fresh_secure(secure.port());
-        REQUIRE(fresh_secure.open());
-        REQUIRE(fresh_secure.write(message_frame(opcode::text, "after the soak")));
-        CHECK(fresh_secure.read_at_least(16, 5s));
-        fresh_secure.close();
+        check_still_serves<tls_stream>(secure.port(), "after the soak");
         secure.stop(0ms);
 #endif
         plain.stop(0ms);
@@ -881,11 +879,7 @@ TEST_CASE("Out of file descriptors: the server pauses accepting instead of spinn
     }
     for (int fd : fillers) ::close(fd);
     fillers.clear();
-    raw_client<plain_stream> fresh(port);
-    REQUIRE(fresh.open());
-    REQUIRE(fresh.write(message_frame(opcode::text, "descriptors again")));
-    CHECK(fresh.read_at_least(19, 5s));
-    fresh.close();
+    check_still_serves<plain_stream>(port, "descriptors again");
     CHECK(eventually([&] { return server.connection_count() == 0; }));
     server.stop(0ms);
 }
