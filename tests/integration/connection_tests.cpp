@@ -494,7 +494,7 @@ TEST_CASE("The Nth read failing ends the connection: on_error with that code, th
     CHECK(peer.frames().empty());
 }
 
-TEST_CASE("The Nth write failing ends the connection; queued async_send handlers get the error",
+TEST_CASE("The Nth write failing ends the connection, queued async_send handlers get the error",
           "[connection][errors]") {
     const auto reset = code(asio::error::connection_reset);
     harness h;
@@ -903,7 +903,7 @@ TEST_CASE("RFC 6455 7.1.7: a peer's protocol error fails the connection with 100
 // ---- backpressure and the write queue -------------------------------------------------------
 
 TEST_CASE("Backpressure: ok, then backpressure past the high-water mark, then dropped past the "
-          "limit; the connection closes with send_buffer_full",
+          "limit, the connection closes with send_buffer_full",
           "[connection][backpressure]") {
     harness h;
     auto [a, b] = h.pair();
@@ -1335,7 +1335,7 @@ TEST_CASE("async_read: messages in order, leftovers kept for the next read, and 
     }
 }
 
-TEST_CASE("async_ping completes once written; its errors", "[connection][async]") {
+TEST_CASE("async_ping completes once written, its errors", "[connection][async]") {
     harness h;
     auto [a, b] = h.pair();
     auto c = h.connect(std::move(a), role::client);

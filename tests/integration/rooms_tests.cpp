@@ -128,7 +128,7 @@ struct harness {
 
 } // namespace
 
-TEST_CASE("shared_message: encoded once as an unmasked final frame; text must be UTF-8",
+TEST_CASE("shared_message: encoded once as an unmasked final frame, text must be UTF-8",
           "[rooms]") {
     auto m = duplex::shared_message::text("hello");
     REQUIRE(m);
@@ -325,7 +325,7 @@ TEST_CASE("Rooms: history keeps the last N messages with sequence numbers for re
     CHECK(rooms.room_count() == 2);
 }
 
-TEST_CASE("Rooms: a slow member misses messages; the others get every one", "[rooms][slow]") {
+TEST_CASE("Rooms: a slow member misses messages, the others get every one", "[rooms][slow]") {
     harness h;
     mem_rooms rooms;
     auto slow_options = quiet_options();

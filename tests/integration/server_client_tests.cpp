@@ -297,7 +297,7 @@ TEST_CASE("A second async_read while one is pending fails with operation_in_prog
     CHECK_THROWS(first.get()); // the read ends with the connection
 }
 
-TEST_CASE("Upgrade hook sees path, query, headers, cookies and peer; picks the subprotocol and "
+TEST_CASE("Upgrade hook sees path, query, headers, cookies and peer, picks the subprotocol and "
           "fills user data",
           "[integration]") {
     struct user {
@@ -369,7 +369,7 @@ TEST_CASE("Origin allow-list helper", "[integration]") {
     CHECK_FALSE(duplex::is_origin_allowed("", allowed, false));
 }
 
-TEST_CASE("Plain HTTP goes to on_http; without it a request gets 426 with Upgrade: websocket",
+TEST_CASE("Plain HTTP goes to on_http, without it a request gets 426 with Upgrade: websocket",
           "[integration]") {
     io_runner runner;
     tcp_server server(runner.io);

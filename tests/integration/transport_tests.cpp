@@ -204,7 +204,7 @@ TEST_CASE("memory: the nth read or write fails with the injected error", "[trans
     }
 }
 
-TEST_CASE("memory: shutdown gives the peer eof after the queued bytes; close aborts",
+TEST_CASE("memory: shutdown gives the peer eof after the queued bytes, close aborts",
           "[transport][memory]") {
     asio::io_context io;
     auto ends = memory::make_pair(io.get_executor());

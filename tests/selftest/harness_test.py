@@ -11,11 +11,16 @@
    exit code 77 without the marker (Catch2 v2 exits with its count of failed assertions) is a
    failure.
 3. With --build-dir: every test registered in that build has a TIMEOUT, so no test can hang CI.
+4. With --unit-tests: DUPLEX_SKIP (tests/unit/catch.hpp) in a real Catch2 executable prints the
+   marker and exits with 77 when DUPLEX_TEST_SKIP is set, before the rest of the test runs.
+5. No test source asserts an upper bound on a duration ("CHECK(elapsed < 400ms)"): speed
+   belongs in benchmarks, and such a check fails on a slow machine, not on a bug.
 """
 import argparse
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -194,6 +199,61 @@ class TimeoutsTest(unittest.TestCase):
                 without.append(test["name"])
         self.assertEqual(without, [], "tests without a TIMEOUT (or over 900 s)")
 
+    def test_every_catch2_test_fails_when_its_name_selects_nothing(self):
+        if not ARGS.build_dir:
+            self.skipTest("no --build-dir")
+        listing = subprocess.run([ARGS.ctest, "--show-only=json-v1"], cwd=ARGS.build_dir,
+                                 capture_output=True, text=True, check=True).stdout
+        catch_tests = [t for t in json.loads(listing)["tests"]
+                       if os.path.basename(t.get("command", [""])[0]).startswith("duplex_")
+                       and os.path.basename(t["command"][0]).endswith("_tests")]
+        self.assertTrue(catch_tests, "no Catch2 tests registered")
+        unguarded = [t["name"] for t in catch_tests if "NoTests" not in t["command"]]
+        self.assertEqual(unguarded, [], "Catch2 tests run without --warn NoTests")
+        if ARGS.unit_tests:
+            run = subprocess.run([ARGS.unit_tests, "no test has this name", "--warn", "NoTests"],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(run.returncode, 0, run.stdout)
+
+
+class SkipTest(unittest.TestCase):
+    def test_duplex_skip_ends_the_process_as_skipped_under_ctest(self):
+        if not ARGS.unit_tests:
+            self.skipTest("no --unit-tests")
+        env = dict(os.environ, DUPLEX_TEST_SKIP="1")
+        run = subprocess.run([ARGS.unit_tests, "[harness-skip]"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(run.returncode, 77, run.stdout + run.stderr)
+        self.assertIn("DUPLEX_TEST_SKIPPED: the harness's own check", run.stdout)
+        self.assertNotIn("DUPLEX_SKIP returned", run.stdout)
+
+
+class NoDurationAssertionsTest(unittest.TestCase):
+    # CHECK/REQUIRE comparing something with "<" or "<=" against a duration literal.
+    UPPER_BOUND = re.compile(r"\b(CHECK|REQUIRE)\w*\(.*<=?\s*(\d+\s*\*\s*)?\d+(ns|us|ms|s|min)\b")
+
+    def test_no_test_asserts_an_upper_bound_on_a_duration(self):
+        found = []
+        for folder, _, files in os.walk(os.path.join(ROOT, "tests")):
+            for name in files:
+                if not name.endswith((".cpp", ".hpp")):
+                    continue
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    for number, line in enumerate(f, 1):
+                        if self.UPPER_BOUND.search(line):
+                            found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
+        self.assertEqual(found, [])
+
+    def test_the_pattern_finds_what_it_is_for(self):
+        for line in ["CHECK(rec->closed_at - t0 < 400ms);",
+                     "CHECK(std::chrono::steady_clock::now() - start < 2s);",
+                     "REQUIRE(elapsed <= 2 * 250ms);"]:
+            self.assertRegex(line, self.UPPER_BOUND)
+        for line in ["CHECK(rec->closed_at - t0 >= 60ms);", "REQUIRE(h.run_until(done, 10s));",
+                     "CHECK(count < 10);"]:
+            self.assertNotRegex(line, self.UPPER_BOUND)
+
 
 def main():
     global ARGS
@@ -201,6 +261,7 @@ def main():
     parser.add_argument("--cmake", default="cmake")
     parser.add_argument("--ctest", default="ctest")
     parser.add_argument("--build-dir")
+    parser.add_argument("--unit-tests")
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
 
