@@ -15,6 +15,9 @@
    marker and exits with 77 when DUPLEX_TEST_SKIP is set, before the rest of the test runs.
 5. No test source asserts an upper bound on a duration ("CHECK(elapsed < 400ms)"): speed
    belongs in benchmarks, and such a check fails on a slow machine, not on a bug.
+6. No handler or completion callback in tests/integration asserts: handlers may run on io
+   threads (Catch2 is not thread-safe; a failed REQUIRE there ends in std::terminate), and one
+   that never runs passes in silence. They record what they see; the test thread asserts.
 """
 import argparse
 import io
@@ -253,6 +256,66 @@ class NoDurationAssertionsTest(unittest.TestCase):
         for line in ["CHECK(rec->closed_at - t0 >= 60ms);", "REQUIRE(h.run_until(done, 10s));",
                      "CHECK(count < 10);"]:
             self.assertNotRegex(line, self.UPPER_BOUND)
+
+
+class NoAssertionsInHandlersTest(unittest.TestCase):
+    # A lambda given to a handler (".on_message = [") or to an async_* call, up to its body.
+    HANDLER = re.compile(
+        r"(\.on_\w+\s*=\s*|\basync_\w+(?:<[^>]*>)?\((?:[^;{}]|{}|\n)*?)\[[^\]]*\]\s*\(")
+    ASSERTION = re.compile(r"\b(REQUIRE|CHECK|FAIL|SUCCEED|WARN)\w*\s*\(")
+
+    @classmethod
+    def assertions_in_handlers(cls, text):
+        """[(line, assertion)] for each assertion inside a handler lambda's body."""
+        found = []
+        for m in cls.HANDLER.finditer(text):
+            start = text.find("{", m.end())
+            end_of_statement = text.find(";", m.end())
+            if start < 0 or (0 <= end_of_statement < start):
+                continue  # no body of its own before the statement ends
+            depth = 0
+            for k in range(start, len(text)):
+                depth += {"{": 1, "}": -1}.get(text[k], 0)
+                if depth == 0:
+                    body = text[start:k + 1]
+                    for a in cls.ASSERTION.finditer(body):
+                        line = text.count("\n", 0, start + a.start()) + 1
+                        found.append((line, body[a.start():].split("\n", 1)[0].strip()))
+                    break
+        return found
+
+    def test_no_handler_in_the_integration_tests_asserts(self):
+        found = []
+        folder = os.path.join(ROOT, "tests", "integration")
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".cpp"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    found += [f"{name}:{line}: {what}"
+                              for line, what in self.assertions_in_handlers(f.read())]
+        self.assertEqual(found, [], "record in the handler, assert on the test thread")
+
+    def test_the_scan_finds_what_it_is_for(self):
+        flagged = textwrap.dedent("""
+            server.handlers().on_upgrade = [](const duplex::request_info& req, user& u) {
+                CHECK(req.path() == "/room");
+                return duplex::upgrade_decision::accept();
+            };
+            duplex::async_connect<duplex::transport::tcp>(
+                io.get_executor(), url, {},
+                [&](std::error_code ec, std::shared_ptr<tcp_connection> c) {
+                    REQUIRE_FALSE(ec);
+                });
+        """)
+        self.assertEqual([what for _, what in self.assertions_in_handlers(flagged)],
+                         ['CHECK(req.path() == "/room");', "REQUIRE_FALSE(ec);"])
+        clean = textwrap.dedent("""
+            server.handlers().on_close = [&](const auto&, const duplex::close_info& info) {
+                closed.set_value(info);
+            };
+            c->async_read([&](std::error_code ec, duplex::message m) { got = ec; });
+            CHECK(get_within(closed.get_future()).code == 1000);
+        """)
+        self.assertEqual(self.assertions_in_handlers(clean), [])
 
 
 def main():
