@@ -572,7 +572,7 @@ TEST_CASE("tls: the explicit insecure client accepts any certificate", "[transpo
     CHECK(server_name(*pair.server) == "example.com"); // SNI is still sent
 }
 
-TEST_CASE("tls: close_notify ends the stream cleanly; truncation after close counts as clean",
+TEST_CASE("tls: close_notify ends the stream cleanly, truncation after close counts as clean",
           "[transport][tls]") {
     require_certificate();
     auto context = tls::client_context();
