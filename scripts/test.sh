@@ -3,6 +3,11 @@
 # tests each flavour — g++ Debug with warnings as errors; clang++ with ASan+UBSan, plus a
 # bounded fuzz run; clang++ with TSan for the threaded (Asio-level) tests. Exit status is
 # non-zero if any build or test fails. DUPLEX_TEST_PRESETS="ci-gcc" runs a subset.
+#
+# Each flavour's results are counted from ctest's JUnit file by scripts/ctest_summary.py:
+# a test that reports itself skipped is counted as skipped, never as passed. With CI=true, a
+# skip (or absence) of a test that scripts/required_tests.txt requires for the flavour is a
+# failure. The last line is "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +34,7 @@ start=$SECONDS
 status=0
 passed=0
 failed=0
+skipped=0
 
 echo "== format: clang-format --dry-run over tracked sources"
 if ! git ls-files '*.hpp' '*.cpp' | xargs clang-format --dry-run --Werror; then
@@ -39,25 +45,33 @@ fi
 flavours=(${DUPLEX_TEST_PRESETS:-ci-gcc ci-clang-sanitize ci-clang-thread})
 for preset in "${flavours[@]}"; do
   echo "== $preset: configure and build"
-  if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset" -j "$jobs"; then
+  # Configure output stays visible: it says which test suites are on, and why one is not.
+  if ! cmake --preset "$preset" || ! cmake --build --preset "$preset" -j "$jobs"; then
     echo "== $preset: BUILD FAILED"
     status=1
     failed=$((failed + 1))
     continue
   fi
   echo "== $preset: test"
-  log=$(mktemp)
-  ctest --preset "$preset" -j "$jobs" 2>&1 | tee "$log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-  summary=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$log" | tail -n 1)
-  if [[ $summary =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
-    failed=$((failed + BASH_REMATCH[1]))
-    passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+  junit=$(mktemp)
+  # --timeout: a default for any test registered without its own TIMEOUT, so nothing hangs CI.
+  ctest --preset "$preset" -j "$jobs" --timeout 600 --output-junit "$junit"
+  ctest_status=$?
+  summary=$(python3 scripts/ctest_summary.py --preset "$preset" --junit "$junit" \
+    --required scripts/required_tests.txt --ctest-status "$ctest_status")
+  echo "$summary"
+  if [[ $(tail -n 1 <<<"$summary") =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+    skipped=$((skipped + BASH_REMATCH[3]))
+    ((BASH_REMATCH[2] == 0)) || status=1
   else
+    echo "== $preset: could not count the results"
     status=1
+    failed=$((failed + 1))
   fi
-  rm -f "$log"
+  rm -f "$junit"
 done
 echo "== all flavours took $((SECONDS - start)) s"
-echo "${passed} passed, ${failed} failed"
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 exit $status

@@ -6,7 +6,9 @@
 // connection's end before it is handed over: reads split into chosen pieces, the Nth read or
 // write failing, a peer that stops reading (write capacity). The io_context only ever runs for a
 // bounded time, and the timeouts in connection_options are tens of milliseconds, so a bug fails
-// a check instead of hanging the run.
+// a check instead of hanging the run. Nothing is timed: tests wait for events (with a generous
+// bound that only an absent event reaches), or settle() the io_context (run every handler that
+// is ready now) before checking that something did not happen.
 #include "catch.hpp"
 
 #include <duplex/connection.hpp>
@@ -324,9 +326,10 @@ struct harness {
         return raw_peer(state, peer_role == role::client);
     }
 
-    // Runs handlers until `done()` or `limit`; returns done().
+    // Runs handlers until `done()` or `limit`; returns done(). The default bound is generous:
+    // only an event that never comes reaches it, however slow the machine.
     template <class Pred>
-    bool run_until(Pred&& done, std::chrono::milliseconds limit = 500ms) {
+    bool run_until(Pred&& done, std::chrono::milliseconds limit = 10s) {
         const auto deadline = clock_type::now() + limit;
         while (!done()) {
             const auto now = clock_type::now();
@@ -338,9 +341,14 @@ struct harness {
         return true;
     }
 
-    void run_for(std::chrono::milliseconds d) {
-        const auto deadline = clock_type::now() + d;
-        run_until([&] { return clock_type::now() >= deadline; }, d + 50ms);
+    // Runs every handler that is ready, and those they make ready, until none is: all that
+    // happens without a timer, however slow the machine (unlike running for a few ms).
+    void settle() {
+        for (int i = 0; i < 100000; ++i) {
+            if (io.stopped()) io.restart();
+            if (io.poll() == 0) return;
+        }
+        FAIL("handlers kept making each other ready: a busy loop");
     }
 
     // Runs what is ready now, without waiting.
@@ -406,12 +414,14 @@ TEST_CASE("Messages arrive intact when reads deliver 1-byte and odd-sized pieces
     };
     c->start(std::move(handlers));
 
+    // 64 KiB read a byte at a time takes seconds in a Debug or sanitizer build on a busy
+    // machine: a bound that only a stuck connection reaches.
     REQUIRE(h.run_until(
         [&] {
             return rec->messages.size() == expected.size() &&
                    data_messages(peer.frames()).size() == expected.size();
         },
-        3s));
+        60s));
     CHECK(rec->messages == expected);
     CHECK(rec->errors.empty());
     CHECK_FALSE(rec->closed);
@@ -484,7 +494,7 @@ TEST_CASE("The Nth read failing ends the connection: on_error with that code, th
     CHECK(peer.frames().empty());
 }
 
-TEST_CASE("The Nth write failing ends the connection; queued async_send handlers get the error",
+TEST_CASE("The Nth write failing ends the connection, queued async_send handlers get the error",
           "[connection][errors]") {
     const auto reset = code(asio::error::connection_reset);
     harness h;
@@ -724,7 +734,7 @@ TEST_CASE("RFC 6455 7.1.1: after the close handshake the server ends the TCP con
         CHECK(reply.is(opcode::close));
         CHECK(reply.masked);
         CHECK(reply.close_code() == 1000);
-        h.run_for(50ms);
+        h.settle();
         CHECK_FALSE(peer.read_ended()); // the client did not end the transport
         CHECK_FALSE(rec->closed);
         peer.shutdown_send();
@@ -770,8 +780,7 @@ TEST_CASE("Close timeout: a peer that never answers our close is cut after close
     outcome done;
     c->async_close(1000, "bye", done.handler());
     REQUIRE(h.run_until([&] { return rec->closed && done.ready(); }));
-    CHECK(rec->closed_at - t0 >= 60ms);
-    CHECK(rec->closed_at - t0 < 400ms);
+    CHECK(rec->closed_at - t0 >= 60ms); // not before close_timeout (a timer never fires early)
     CHECK(done.get() == error::timed_out);
     CHECK(rec->closed->error == error::timed_out);
     CHECK(rec->closed->code == 1006);
@@ -894,7 +903,7 @@ TEST_CASE("RFC 6455 7.1.7: a peer's protocol error fails the connection with 100
 // ---- backpressure and the write queue -------------------------------------------------------
 
 TEST_CASE("Backpressure: ok, then backpressure past the high-water mark, then dropped past the "
-          "limit; the connection closes with send_buffer_full",
+          "limit, the connection closes with send_buffer_full",
           "[connection][backpressure]") {
     harness h;
     auto [a, b] = h.pair();
@@ -1011,13 +1020,13 @@ TEST_CASE("Control frames go before queued data in the next write: a pong or a c
     const std::vector<std::string> payloads = {std::string(1000, 'A'), "BBBB", "CCCC"};
     for (std::size_t i = 0; i < payloads.size(); ++i)
         c->async_send(opcode::binary, payloads[i], sent[i].handler());
-    h.run_for(10ms); // A is in flight and stalled; B and C wait in the queue
+    h.settle(); // A is in flight and stalled; B and C wait in the queue
     CHECK(c->buffered_amount() == 1000 + 4 + 4 + 3 * duplex::protocol::max_frame_header_size);
     CHECK_FALSE(sent[0].ready());
 
     SECTION("a pong overtakes the queued messages") {
         peer.send(opcode::ping, "urgent");
-        h.run_for(10ms); // the ping is read and its pong queued while A is still being written
+        h.settle(); // the ping is read and its pong queued while A is still being written
         peer.start_reading();
         REQUIRE(h.run_until([&] { return peer.frames().size() == 4; }));
         const auto frames = peer.frames();
@@ -1032,7 +1041,8 @@ TEST_CASE("Control frames go before queued data in the next write: a pong or a c
     }
     SECTION("the close reply follows the frame in flight; the queued ones are dropped") {
         peer.send_close(1000, "stop");
-        h.run_for(10ms);
+        h.settle();
+        CHECK(c->is_closing());
         peer.start_reading();
         REQUIRE(h.run_until([&] { return peer.read_ended(); })); // the server ended first
         const auto frames = peer.frames();
@@ -1069,7 +1079,7 @@ TEST_CASE("Answers sent from on_message while one read is parsed leave in one wr
     // The peer's read is pending before the messages go out: a write per answer would
     // complete it with the first answer alone.
     peer.start_reading();
-    h.run_for(5ms);
+    h.settle();
     peer.write(frame(opcode::text, "one", true) + frame(opcode::binary, "two", true) +
                frame(opcode::text, "three", true));
     REQUIRE(h.run_until([&] { return peer.frames().size() == 6; }));
@@ -1132,7 +1142,7 @@ TEST_CASE("A ping flood from a peer that does not read fails with control_backlo
     std::string pings;
     for (std::size_t i = 0; i < flood; ++i) pings += ping;
     peer.write(pings);
-    REQUIRE(h.run_until([&] { return rec->closed && !peer.state().writing; }, 2s));
+    REQUIRE(h.run_until([&] { return rec->closed && !peer.state().writing; }));
     CHECK(rec->errors == (std::vector<std::error_code>{make_error_code(error::control_backlog)}));
     CHECK(rec->closed->error == error::control_backlog);
     CHECK(rec->closed->code == 1006);
@@ -1158,15 +1168,14 @@ TEST_CASE("Keepalive: a silent peer is dropped with timed_out after ping_interva
     auto options = fast_options();
     options.ping_interval = 30ms;
     options.pong_timeout = 40ms;
+    const auto t0 = clock_type::now(); // before the connection: its silence counts from there
     auto c = h.connect(std::move(a), r, options);
     auto peer = h.peer(std::move(b), other(r));
     peer.start_reading(); // reads our ping, never answers anything
     auto rec = std::make_shared<record>();
-    const auto t0 = clock_type::now();
     c->start(record_into(rec));
     REQUIRE(h.run_until([&] { return rec->closed.has_value(); }));
-    CHECK(rec->closed_at - t0 >= 70ms);
-    CHECK(rec->closed_at - t0 < 500ms);
+    CHECK(rec->closed_at - t0 >= 70ms); // not before ping_interval + pong_timeout
     CHECK(rec->errors == (std::vector<std::error_code>{make_error_code(error::timed_out)}));
     CHECK(rec->closed->error == error::timed_out);
     CHECK(rec->closed->code == 1006);
@@ -1179,21 +1188,35 @@ TEST_CASE("Keepalive: a silent peer is dropped with timed_out after ping_interva
 }
 
 TEST_CASE("Keepalive: a peer that answers pings stays open", "[connection][timeouts]") {
+    // Counted, not timed: the test runs until the server has had pongs for several pings spread
+    // over more than two pong_timeouts, so a keepalive that ignored the answers would have
+    // closed first; nothing asserts how long that took. The pong_timeout is generous, so a slow
+    // (sanitizer) run cannot miss it by accident.
     harness h;
     auto [a, b] = h.pair();
     auto options = fast_options();
-    options.ping_interval = 20ms;
-    options.pong_timeout = 40ms;
+    options.ping_interval = 10ms;
+    options.pong_timeout = 500ms;
+    constexpr std::size_t enough_pongs = 3;
     auto server = h.connect(std::move(a), role::server, options);
     auto client = h.connect(std::move(b), role::client); // keepalive off: it only answers
     auto srec = std::make_shared<record>();
     auto crec = std::make_shared<record>();
+    const auto t0 = clock_type::now();
     server->start(record_into(srec));
     client->start(record_into(crec));
-    h.run_for(250ms);
+    const auto spans_two_timeouts = [&] {
+        return clock_type::now() - t0 > 2 * options.pong_timeout;
+    };
+    REQUIRE(h.run_until(
+        [&] {
+            return (srec->pongs.size() >= enough_pongs && spans_two_timeouts()) || srec->closed ||
+                   crec->closed;
+        },
+        30s));
     CHECK_FALSE(srec->closed);
     CHECK_FALSE(crec->closed);
-    CHECK(srec->pongs.size() >= 3);
+    CHECK(srec->pongs.size() >= enough_pongs);
     CHECK(srec->errors.empty());
     server->close();
     REQUIRE(h.run_until([&] { return srec->closed && crec->closed; }));
@@ -1207,11 +1230,11 @@ TEST_CASE("Idle timeout: no message either way for idle_timeout closes with 1001
     auto [a, b] = h.pair();
     auto options = fast_options();
     options.idle_timeout = 50ms;
+    const auto t0 = clock_type::now(); // before the connection: idleness counts from there
     auto server = h.connect(std::move(a), role::server, options);
     auto client = h.connect(std::move(b), role::client);
     auto srec = std::make_shared<record>();
     auto crec = std::make_shared<record>();
-    const auto t0 = clock_type::now();
     server->start(record_into(srec));
     client->start(record_into(crec));
     REQUIRE(h.run_until([&] { return srec->closed && crec->closed; }));
@@ -1312,7 +1335,7 @@ TEST_CASE("async_read: messages in order, leftovers kept for the next read, and 
     }
 }
 
-TEST_CASE("async_ping completes once written; its errors", "[connection][async]") {
+TEST_CASE("async_ping completes once written, its errors", "[connection][async]") {
     harness h;
     auto [a, b] = h.pair();
     auto c = h.connect(std::move(a), role::client);
@@ -1390,7 +1413,9 @@ TEST_CASE("send and close from other threads while the io runs on its own: per-s
     auto work = asio::make_work_guard(io);
     auto [a, b] = memory::make_pair(io.get_executor());
     auto options = fast_options();
-    options.close_timeout = 1s;
+    // Generous: a clean close is asserted below, and hundreds of queued messages on a busy
+    // machine must not turn it into a timeout.
+    options.close_timeout = 5s;
     auto server = std::make_shared<mem_connection>(std::move(a), role::server, options);
     auto client = std::make_shared<mem_connection>(std::move(b), role::client, options);
 
@@ -1472,7 +1497,7 @@ TEST_CASE("send and close from other threads while the io runs on its own: per-s
         s3.join();
         {
             std::unique_lock<std::mutex> lock(rec->m);
-            REQUIRE(rec->cv.wait_for(lock, 2s, [&] {
+            REQUIRE(rec->cv.wait_for(lock, 10s, [&] {
                 return rec->at_client.size() == 2 * per_sender &&
                        rec->at_server.size() == per_sender;
             }));
@@ -1481,7 +1506,7 @@ TEST_CASE("send and close from other threads while the io runs on its own: per-s
         closer.join();
         std::unique_lock<std::mutex> lock(rec->m);
         REQUIRE(
-            rec->cv.wait_for(lock, 2s, [&] { return rec->server_closed && rec->client_closed; }));
+            rec->cv.wait_for(lock, 10s, [&] { return rec->server_closed && rec->client_closed; }));
         for (const char* tag : {"a:", "b:"}) {
             const auto got = by_sender(rec->at_client, tag);
             CHECK(got.size() == per_sender);
@@ -1507,7 +1532,7 @@ TEST_CASE("send and close from other threads while the io runs on its own: per-s
         closer.join();
         std::unique_lock<std::mutex> lock(rec->m);
         REQUIRE(
-            rec->cv.wait_for(lock, 2s, [&] { return rec->server_closed && rec->client_closed; }));
+            rec->cv.wait_for(lock, 10s, [&] { return rec->server_closed && rec->client_closed; }));
         for (const char* tag : {"a:", "b:"}) CHECK(is_prefix(by_sender(rec->at_client, tag)));
         CHECK(rec->client_closed->code == 1001);
         CHECK(rec->client_closed->error == std::error_code{});

@@ -232,6 +232,15 @@ async function caseClose(args) {
   check([1005, 1000].includes(peer.closeCode), `empty close: server answered ${peer.closeCode}`);
 }
 
+// A masked client frame built by hand, for what ws refuses to send (a close code it considers
+// invalid, a continuation with no message to continue).
+function rawFrame(firstByte, payload) {
+  const mask = crypto.randomBytes(4);
+  const length = payload.length; // < 126: these frames are small
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+  return Buffer.concat([Buffer.from([firstByte, 0x80 | length]), mask, masked]);
+}
+
 async function caseProtocolErrors(args) {
   // ws does not validate what it sends: a Buffer with binary: false goes out as text as-is.
   let peer = await connect(args.url, args);
@@ -242,6 +251,19 @@ async function caseProtocolErrors(args) {
   peer.send('ok ', { fin: false }).catch(() => {});
   peer.send(Buffer.from([0xed, 0xa0, 0x80]), { fin: true }).catch(() => {}); // a surrogate
   await peer.expectClose([1007], 'UTF-16 surrogate in a continuation frame');
+
+  // The rest go straight to ws's socket (TLS included): ws itself will not send them.
+  peer = await connect(args.url, args);
+  peer.ws._socket.write(rawFrame(0x88, Buffer.from([0x03, 0xe8, 0xff])));
+  await peer.expectClose([1007, 1002], 'close reason that is not UTF-8 (RFC 6455 5.5.1)');
+
+  peer = await connect(args.url, args);
+  peer.ws._socket.write(rawFrame(0x88, Buffer.from([0x03, 0xe7])));
+  await peer.expectClose([1002], 'close code 999 (RFC 6455 7.4)');
+
+  peer = await connect(args.url, args);
+  peer.ws._socket.write(rawFrame(0x80, Buffer.from('no message to continue')));
+  await peer.expectClose([1002], 'continuation frame without a message (RFC 6455 5.4)');
 }
 
 async function caseTooBig(args) {
@@ -268,7 +290,7 @@ async function main() {
     ['fragmented messages', caseFragmented],
     ['ping/pong', casePing],
     ['client closes: 1000, 4000 + reason, empty', caseClose],
-    ['invalid input: 1007', caseProtocolErrors],
+    ['invalid input: 1007 and 1002', caseProtocolErrors],
     ['message over the limit: 1009', caseTooBig],
   ];
   if (args.shutdownPid) cases.push(['server closes: graceful shutdown', caseShutdown]);

@@ -205,6 +205,23 @@ client_case() {
   port=$started_port
   declare -gA connections=()
 
+  # The peer server's own check first: a client that never answers the ping sent between
+  # fragments must be reported by the server (otherwise the /fragment cases below prove nothing).
+  timeout $step_timeout "$python" "$here/silent_client.py" "$scheme://localhost:$port/fragment?silent" \
+    "${ca_args[@]}" >"$work/silent.out" 2>&1
+  local status=$?
+  ((status == 0)) || { fail "silent_client.py could not run its exchange (exit $status)"; show_log "$work/silent.out"; }
+  local i
+  for ((i = 0; i < 100; ++i)); do
+    grep -q '^closed /fragment?silent ' "$work/peer_server.out" && break
+    sleep 0.05
+  done
+  if grep -q '^error /fragment?silent .*no pong' "$work/peer_server.out"; then
+    echo "/fragment?silent: the $peer server reported the client that never answered its ping"
+  else
+    fail "the $peer server did not report a client that never answered its ping between fragments"
+  fi
+
   local path spec
   for path in / /fragment; do
     client_lines "$path"
@@ -215,11 +232,18 @@ client_case() {
   done
 
   # The server closes with 4001 after the first echo: our client must answer with 4001 and
-  # end (with an error for the message it could not send) instead of hanging.
+  # end with status 1, saying that the connection ended with 4001, for the line it could not
+  # send (not hang, not crash, not claim success).
   printf 'one\ntwo\n' | timeout $step_timeout "$echo_client" "$scheme://localhost:$port/close" "${ca_args[@]}" \
     >"$work/client.out" 2>"$work/client.err"
-  local status=$?
-  ((status == 124)) && fail "echo_client hung after the server closed"
+  status=$?
+  if ((status == 124)); then
+    fail "echo_client hung after the server closed"
+  elif ((status != 1)); then
+    fail "/close: echo_client exited with $status, expected 1 (the second line could not be sent)"
+  fi
+  grep -q '^connection ended: .*close code 4001, server says bye' "$work/client.err" ||
+    fail "/close: echo_client did not report the server's close 4001 'server says bye'"
   grep -q '^< one  (' "$work/client.out" || fail "/close: no echo of the first line"
   grep -q '^< two' "$work/client.out" && fail "/close: a reply after the server's close"
   echo "/close: echo_client exit $status; stderr: $(head -c 200 "$work/client.err")"
@@ -235,8 +259,9 @@ client_case() {
     fi
   fi
 
-  # The server logs the close code and reason our client sent on each connection.
-  local log=$work/peer_server.out i expected=$((${connections[/]} + ${connections[/fragment]} + 1))
+  # The server logs the close code and reason our client sent on each connection (and one for
+  # the silent client).
+  local log=$work/peer_server.out expected=$((${connections[/]} + ${connections[/fragment]} + 2))
   for ((i = 0; i < 100; ++i)); do
     (($(grep -c '^closed ' "$log") >= expected)) && break
     sleep 0.05
@@ -248,7 +273,7 @@ client_case() {
       fail "$path: the $peer server saw $closed of ${connections[$path]} clean closes with 1000 'bye'"
   done
   grep -q '^closed /close 4001 *$' "$log" || fail "/close: our client did not answer the server's close with 4001"
-  grep -q '^error ' "$log" && fail "the $peer server reported errors"
+  grep -v '^error /fragment?silent ' "$log" | grep -q '^error ' && fail "the $peer server reported errors"
   kill "$server_pid" 2>/dev/null
   if ((failures)); then
     show_log "$log"

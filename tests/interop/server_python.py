@@ -6,7 +6,9 @@
 Listens on 127.0.0.1, an ephemeral port; prints "listening PORT" once ready. Paths:
   /          echoes every message, text as text, binary as binary;
   /fragment  echoes each message in three fragments (a UTF-8 character may be split between
-             them), with a ping between the fragments whose pong must carry the same payload;
+             them), with a ping between the fragments whose pong must carry the same payload:
+             a ping still unanswered after 10 s, or when the connection ends, is an error
+             (also /fragment?QUERY, which run_interop.sh uses for a client that never answers);
   /close     echoes the first message, then closes with 4001 "server says bye".
 When a connection ends it prints "closed PATH CODE REASON" (the code and reason the client
 sent), and "error PATH WHAT" for anything the client got wrong. Runs until killed.
@@ -35,19 +37,25 @@ async def echo_fragmented(ws, path, message):
     payload = f"ping {len(data)}".encode()
     await ws.write_frame(False, first_opcode, data[:cut1])
     pong = await ws.ping(payload)  # completes only on a pong with this payload
-    await ws.write_frame(False, OP_CONT, data[cut1:cut2])
-    await ws.write_frame(True, OP_CONT, data[cut2:])
     try:
+        await ws.write_frame(False, OP_CONT, data[cut1:cut2])
+        await ws.write_frame(True, OP_CONT, data[cut2:])
         await asyncio.wait_for(pong, TIMEOUT)
     except asyncio.TimeoutError:
-        report(f"error {path} no pong for a ping sent between fragments")
+        report(f"error {path} no pong within {TIMEOUT} s for a ping sent between fragments")
+    except websockets.ConnectionClosed:
+        # A client that closes (or drops) without answering must not pass because it left
+        # first: the pending ping ends with ConnectionClosed, which the handler would swallow.
+        report(f"error {path} the connection ended with no pong for {payload!r}, "
+               "sent between fragments")
+        raise
 
 
 async def handler(ws):
     path = ws.path
     try:
         async for message in ws:
-            if path == "/fragment":
+            if path == "/fragment" or path.startswith("/fragment?"):
                 await echo_fragmented(ws, path, message)
             else:
                 await ws.send(message)

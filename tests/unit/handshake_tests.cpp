@@ -685,7 +685,7 @@ TEST_CASE("RFC 7230 3: reset() parses a second head with the same parser") {
     CHECK(p.head().fields().size() == 1);
 }
 
-TEST_CASE("RFC 7230 3: a parsed head can be taken, copied and moved; views stay valid") {
+TEST_CASE("RFC 7230 3: a parsed head can be taken, copied and moved, views stay valid") {
     http_head copy;
     http_head moved;
     {
@@ -1142,7 +1142,7 @@ TEST_CASE("RFC 6455 4.2.1 item 7: the Origin is reported, and empty when absent"
           error::bad_header);
 }
 
-TEST_CASE("RFC 6455 4.2.1 item 8: subprotocols are offered in order; non-tokens ignored") {
+TEST_CASE("RFC 6455 4.2.1 item 8: subprotocols are offered in order, non-tokens ignored") {
     const auto s =
         serve(sample_with("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: v2.chat, , \"bad\"\r\n"
                                                     "Sec-WebSocket-Protocol: Chat, v1.chat"));
@@ -1497,7 +1497,7 @@ TEST_CASE("RFC 6455 4.1: client options that would break or inject into the requ
     }
 }
 
-TEST_CASE("RFC 6455 4.1: the client accepts the sample response; frames after it are left") {
+TEST_CASE("RFC 6455 4.1: the client accepts the sample response, frames after it are left") {
     std::size_t consumed = 0;
     const std::string stream = sample_response + std::string("\x81\x05Hello", 7);
     const auto c = connect(stream, sample_client_options(), &consumed);
@@ -1516,7 +1516,7 @@ TEST_CASE("RFC 6455 4.1: the client accepts the sample response; frames after it
     CHECK(r.consumed == 0);
 }
 
-TEST_CASE("RFC 6455 4.1 item 1: a status other than 101 fails with bad_status; head kept") {
+TEST_CASE("RFC 6455 4.1 item 1: a status other than 101 fails with bad_status, head kept") {
     const std::string response = "HTTP/1.1 401 Unauthorized\r\n"
                                  "WWW-Authenticate: Bearer\r\n"
                                  "Content-Length: 5\r\n"

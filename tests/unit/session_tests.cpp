@@ -366,7 +366,7 @@ TEST_CASE("RFC 6455 5.5.1: after a close is received, further input is ignored",
     CHECK(out.state == session_state::closed);
 }
 
-TEST_CASE("RFC 6455 7.1.2: after sending a close, no data may be sent; the peer's close ends it",
+TEST_CASE("RFC 6455 7.1.2: after sending a close, no data may be sent, the peer's close ends it",
           "[session]") {
     session s(role::server, {}, test_seed);
     REQUIRE_FALSE(s.close(1000, "done"));
