@@ -431,8 +431,10 @@ std::string run_phase(std::uint16_t port, phase p, ending e) {
             // Writing goes on while the server closes and then cuts the connection: its read
             // is pending with bytes arriving when the close deadline passes.
             const std::string message = message_frame(opcode::binary, std::string(65536, 's'));
+            // A write stops only when the server cuts the connection (or after 32 MiB): a
+            // slow server must not make this client read early, which would let it catch up.
             for (int i = 0; i < 512; ++i)
-                if (!c.write(message, 300ms)) break;
+                if (!c.write(message, 10s)) break;
             ok = c.read_until_closed(5s);
             break;
         }
@@ -934,7 +936,7 @@ TEST_CASE("Send budget: many slow readers together stay within the server's budg
                 message_frame(opcode::binary, std::string(message_size, 'q'));
             // 40 messages, 8 MB, never reading: more than the socket buffers hold.
             for (int i = 0; i < 40; ++i)
-                if (!c.write(message, 500ms)) break;
+                if (!c.write(message, 10s)) break;
             (void)c.read_until_closed(5s);
             c.reset();
         });
