@@ -90,16 +90,27 @@ enum class send_status {
 };
 
 // A received message that the caller owns (from async_read).
+//
+// With connection_options::protocol.deliver_partial_messages, a message arrives as one or more
+// pieces, in order, as its bytes arrive: `first` is set on its first piece and `last` on its
+// last (both on a message delivered in one piece, which is also how an empty message arrives),
+// `type` is the message's opcode on every piece, and the message is `data` of all its pieces
+// joined. Without it, every message is one piece and both flags are always set.
 struct message {
     opcode type = opcode::text;
     std::string data;
+    bool first = true; // the first piece of a message
+    bool last = true;  // the last piece of a message
     bool is_text() const noexcept { return type == opcode::text; }
 };
 
-// A received message as seen by on_message: the view is valid during the call only.
+// A received message (or piece of one, see message) as seen by on_message: the view is valid
+// during the call only.
 struct message_view {
     opcode type = opcode::text;
     std::string_view data;
+    bool first = true; // the first piece of a message
+    bool last = true;  // the last piece of a message
     bool is_text() const noexcept { return type == opcode::text; }
 };
 
@@ -632,19 +643,31 @@ private:
     void on_event(const protocol::event& ev, const std::shared_ptr<connection>& self) {
         using protocol::event_type;
         switch (ev.type) {
+        case event_type::message_start:
+            // Partial delivery: the message's first piece (data, or its end when it is empty)
+            // comes next; a waiting async_read is not used up by the header alone.
+            next_piece_first_ = true;
+            return;
         case event_type::message:
-        case event_type::message_end:
+        case event_type::message_data:
+        case event_type::message_end: {
             // Arrived with this read: its time was taken once for all its messages.
             last_activity_ = last_received_;
+            const bool first = ev.type == event_type::message || next_piece_first_;
+            const bool last = ev.type != event_type::message_data;
+            next_piece_first_ = false;
+            // Flow control for pieces as for messages: process_input parses the next event
+            // only after the handler returned, or (async_read) once the next read is waiting.
             if (handler_mode_) {
                 if (handlers_ && handlers_->on_message)
-                    handlers_->on_message(self, {ev.op, ev.data});
+                    handlers_->on_message(self, message_view{ev.op, ev.data, first, last});
             } else if (read_waiter_) {
                 auto done = std::move(read_waiter_);
                 read_waiter_ = {};
-                done(std::error_code{}, message{ev.op, std::string(ev.data)});
+                done(std::error_code{}, message{ev.op, std::string(ev.data), first, last});
             }
             return;
+        }
         case event_type::pong:
             if (handlers_ && handlers_->on_pong) handlers_->on_pong(self, ev.data);
             return;
@@ -666,7 +689,7 @@ private:
             drop_queue(ev.error);
             report_error(ev.error);
             return;
-        default: return; // pings are answered by the session; partial pieces need no action
+        default: return; // pings are answered by the session
         }
     }
 
@@ -1192,6 +1215,7 @@ private:
     std::size_t read_end_ = 0;
     bool reading_ = false;
     bool processing_input_ = false;
+    bool next_piece_first_ = true; // partial delivery: the next piece starts a message
     bool error_reported_ = false;
     detail::unique_function<void(std::error_code, message)> read_waiter_;
 

@@ -1,0 +1,340 @@
+// The API edges a user meets first (issue 12): partial message delivery at the connection
+// level, the server's connection and handshake counts, reconnecting_client's give-up count,
+// refusals and retry hook, the drain signal, and asynchronous upgrade decisions.
+//
+// Connection-level tests run over the in-memory transport: no sockets, no timing; the io_context
+// runs for a bounded time and a bug fails a check instead of hanging. Endpoint tests use
+// loopback TCP with generous deadlines that only fail on absence.
+#include "catch.hpp"
+
+#include <duplex/connection.hpp>
+#include <duplex/protocol/session.hpp>
+#include <duplex/transport/memory.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/write.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using duplex::opcode;
+using duplex::protocol::role;
+using memory = duplex::transport::memory;
+using mem_connection = duplex::connection<memory>;
+using mem_handlers = duplex::connection_handlers<mem_connection>;
+using clock_type = std::chrono::steady_clock;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define DUPLEX_API_TESTS_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define DUPLEX_API_TESTS_SANITIZED 1
+#endif
+#endif
+
+namespace {
+
+constexpr std::size_t mib = 1024U * 1024U;
+
+// Byte `i` of message number `seed`: printable ASCII, so the same payload is valid as text.
+char payload_byte(std::size_t seed, std::size_t i) {
+    return static_cast<char>('a' + (i * 7U + seed * 13U + (i >> 12U)) % 26U);
+}
+
+// A client endpoint that sends each message in random fragments (sizes from 0 up to 1 MiB,
+// mostly small ones near the start, empty fragments included), framed and masked by the
+// library's own sans-I/O session and written one frame at a time over a memory stream, so
+// that a 64 MiB message never exists twice on the sending side.
+struct fragmenting_peer : std::enable_shared_from_this<fragmenting_peer> {
+    fragmenting_peer(memory::stream_type s, std::vector<std::size_t> sizes, std::uint32_t seed)
+        : stream(std::move(s)), session(role::client, big_limits()), sizes(std::move(sizes)),
+          random(seed) {}
+
+    static duplex::protocol::session_options big_limits() {
+        duplex::protocol::session_options o;
+        o.max_message_size = 128 * mib;
+        o.max_frame_size = 128 * mib;
+        return o;
+    }
+
+    memory::stream_type stream;
+    duplex::protocol::session session;
+    std::vector<std::size_t> sizes;
+    std::mt19937 random;
+    std::size_t message = 0; // index into sizes
+    std::size_t offset = 0;  // bytes of the current message already framed
+    std::string wire;        // the frame being written
+    std::size_t frames = 0;
+    bool finished = false;
+    std::error_code failed;
+
+    static opcode type_of(std::size_t index) {
+        return index % 2 == 0 ? opcode::binary : opcode::text;
+    }
+
+    std::size_t next_fragment_size(std::size_t left) {
+        std::uniform_int_distribution<int> kind(0, 9);
+        const int k = kind(random);
+        std::size_t size = 0;
+        if (k == 0)
+            size = 0;
+        else if (k < 5)
+            size = std::uniform_int_distribution<std::size_t>(1, 200)(random);
+        else
+            size = std::uniform_int_distribution<std::size_t>(1, mib)(random);
+        return std::min(size, left);
+    }
+
+    void write_next() {
+        if (message == sizes.size()) {
+            finished = true;
+            return;
+        }
+        const std::size_t total = sizes[message];
+        const std::size_t size = next_fragment_size(total - offset);
+        const bool fin = offset + size == total;
+        const opcode op = offset == 0 && !started ? type_of(message) : opcode::continuation;
+        const std::string piece = make_payload_slice(message, offset, size);
+        if (const auto ec = session.send(op, piece, fin)) {
+            failed = ec;
+            return;
+        }
+        started = !fin;
+        wire.assign(session.pending_output());
+        session.consume_output(wire.size());
+        offset += size;
+        ++frames;
+        if (fin) {
+            ++message;
+            offset = 0;
+        }
+        asio::async_write(stream, asio::buffer(wire),
+                          [self = shared_from_this()](std::error_code ec, std::size_t) {
+                              if (ec) {
+                                  self->failed = ec;
+                                  return;
+                              }
+                              self->write_next();
+                          });
+    }
+
+    static std::string make_payload_slice(std::size_t seed, std::size_t from, std::size_t size) {
+        std::string out(size, '\0');
+        for (std::size_t i = 0; i < size; ++i) out[i] = payload_byte(seed, from + i);
+        return out;
+    }
+
+    bool started = false; // a fragmented message is in progress
+};
+
+// What the receiving side saw, checked piece by piece against the generator (nothing is
+// accumulated, so 64 MiB messages cost no extra memory here).
+struct piece_checker {
+    std::vector<std::size_t> expected_sizes;
+    std::size_t message = 0;
+    std::size_t offset = 0;
+    bool in_message = false;
+    std::size_t pieces = 0;
+    std::vector<std::string> problems;
+
+    bool done() const { return message == expected_sizes.size() || !problems.empty(); }
+
+    void piece(opcode type, std::string_view data, bool first, bool last) {
+        ++pieces;
+        if (message >= expected_sizes.size()) return problem("a piece after the last message");
+        if (first != !in_message) return problem("first flag wrong at message " + index());
+        if (type != fragmenting_peer::type_of(message))
+            return problem("opcode wrong at message " + index());
+        const std::size_t size = expected_sizes[message];
+        if (offset + data.size() > size) return problem("too many bytes in message " + index());
+        for (std::size_t i = 0; i < data.size(); ++i)
+            if (data[i] != payload_byte(message, offset + i))
+                return problem("byte " + std::to_string(offset + i) + " wrong in message " +
+                               index());
+        offset += data.size();
+        in_message = !last;
+        if (last) {
+            if (offset != size)
+                return problem("message " + index() + " ended after " + std::to_string(offset) +
+                               " of " + std::to_string(size) + " bytes");
+            ++message;
+            offset = 0;
+        }
+    }
+
+    std::string index() const { return std::to_string(message); }
+    void problem(std::string what) {
+        if (problems.empty()) problems.push_back(std::move(what));
+    }
+};
+
+duplex::connection_options partial_options(std::size_t max_message) {
+    duplex::connection_options o;
+    o.ping_interval = 0ms;
+    o.close_timeout = 200ms;
+    o.protocol.deliver_partial_messages = true;
+    o.protocol.max_message_size = max_message;
+    o.protocol.max_frame_size = max_message;
+    return o;
+}
+
+// 0 B to 64 MiB; under sanitizers the largest is 17 MiB (still past the 16 MiB default).
+std::vector<std::size_t> partial_sizes(bool full = true) {
+#ifdef DUPLEX_API_TESTS_SANITIZED
+    full = false;
+#endif
+    const std::size_t largest = full ? 64 * mib : 17 * mib + 3;
+    return {0, 1, 125, 0, 65536, 300000, 3 * mib + 1, largest, 7};
+}
+
+template <class Pred>
+bool run_until(asio::io_context& io, Pred&& done, std::chrono::milliseconds limit) {
+    const auto deadline = clock_type::now() + limit;
+    while (!done()) {
+        if (clock_type::now() >= deadline) return false;
+        if (io.stopped()) io.restart();
+        io.run_for(5ms);
+    }
+    return true;
+}
+
+} // namespace
+
+TEST_CASE("Partial delivery: handlers get every piece in order, with first/last and the opcode",
+          "[api][partial]") {
+    asio::io_context io;
+    auto [a, b] = memory::make_pair(io.get_executor());
+    // Reads split at odd places too, not only where frames end.
+    b.read_chunks({7, 16384, 1, 100000, 3});
+    const auto sizes = partial_sizes();
+    auto peer = std::make_shared<fragmenting_peer>(std::move(a), sizes, 1234U);
+    auto c =
+        std::make_shared<mem_connection>(std::move(b), role::server, partial_options(128 * mib));
+    piece_checker check;
+    check.expected_sizes = sizes;
+    std::size_t max_piece = 0;
+    mem_handlers h;
+    h.on_message = [&](const auto&, const duplex::message_view& m) {
+        max_piece = std::max(max_piece, m.data.size());
+        check.piece(m.type, m.data, m.first, m.last);
+    };
+    std::error_code conn_error;
+    h.on_error = [&](const auto&, std::error_code ec) { conn_error = ec; };
+    c->start(h);
+    peer->write_next();
+    CHECK(run_until(
+        io, [&] { return check.done() || conn_error || peer->failed; }, 120s));
+    CHECK_FALSE(conn_error);
+    CHECK_FALSE(peer->failed);
+    for (const auto& p : check.problems) FAIL_CHECK(p);
+    CHECK(check.message == sizes.size());
+    // No piece is larger than what one read brought: nothing was reassembled.
+    CHECK(max_piece <= 100000);
+    c->terminate();
+    io.restart();
+    io.run_for(100ms);
+}
+
+TEST_CASE("Partial delivery: async_read returns one piece per call and reads no further until "
+          "the next call",
+          "[api][partial]") {
+    asio::io_context io;
+    auto [a, b] = memory::make_pair(io.get_executor());
+    b.read_chunks({4096, 1, 65536, 13});
+    const auto sizes = partial_sizes(false);
+    auto peer = std::make_shared<fragmenting_peer>(std::move(a), sizes, 99U);
+    // The sender fills at most 256 KiB of our unread input: if the connection stops reading
+    // between two async_read calls, the sender stops too.
+    peer->stream.write_capacity(256 * 1024);
+    auto c =
+        std::make_shared<mem_connection>(std::move(b), role::server, partial_options(128 * mib));
+    piece_checker check;
+    check.expected_sizes = sizes;
+    std::error_code read_error;
+    bool reading = false;
+    std::size_t calls = 0;
+    std::function<void()> read_one = [&] {
+        reading = true;
+        ++calls;
+        c->async_read([&](std::error_code ec, duplex::message m) {
+            reading = false;
+            if (ec) {
+                read_error = ec;
+                return;
+            }
+            check.piece(m.type, m.data, m.first, m.last);
+        });
+    };
+    peer->write_next();
+    bool paused_checked = false;
+    const auto deadline = clock_type::now() + 120s;
+    while (!check.done() && !read_error && !peer->failed && clock_type::now() < deadline) {
+        if (!reading) {
+            if (!paused_checked && check.message == 7 && check.offset > 0) {
+                // Inside the largest message, with no read waiting: nothing more is read, so
+                // the sender's position stays where it is however long we wait.
+                paused_checked = true;
+                io.restart();
+                io.run_for(100ms);
+                const std::size_t frames_then = peer->frames;
+                const std::size_t offset_then = peer->offset;
+                io.restart();
+                io.run_for(200ms);
+                CHECK(peer->frames == frames_then);
+                CHECK(peer->offset == offset_then);
+            }
+            read_one();
+        }
+        if (io.stopped()) io.restart();
+        io.run_one_for(10ms);
+    }
+    CHECK_FALSE(read_error);
+    CHECK_FALSE(peer->failed);
+    for (const auto& p : check.problems) FAIL_CHECK(p);
+    CHECK(check.message == sizes.size());
+    CHECK(paused_checked);
+    CHECK(calls == check.pieces);
+    c->terminate();
+    io.restart();
+    io.run_for(100ms);
+}
+
+TEST_CASE("Partial delivery off: every message is one piece with first and last set",
+          "[api][partial]") {
+    asio::io_context io;
+    auto [a, b] = memory::make_pair(io.get_executor());
+    const std::vector<std::size_t> sizes = {0, 10, 70000, 1 * mib};
+    auto peer = std::make_shared<fragmenting_peer>(std::move(a), sizes, 5U);
+    auto o = partial_options(16 * mib);
+    o.protocol.deliver_partial_messages = false;
+    auto c = std::make_shared<mem_connection>(std::move(b), role::server, o);
+    piece_checker check;
+    check.expected_sizes = sizes;
+    mem_handlers h;
+    h.on_message = [&](const auto&, const duplex::message_view& m) {
+        CHECK(m.first);
+        CHECK(m.last);
+        check.piece(m.type, m.data, m.first, m.last);
+    };
+    c->start(h);
+    peer->write_next();
+    CHECK(run_until(
+        io, [&] { return check.done(); }, 30s));
+    for (const auto& p : check.problems) FAIL_CHECK(p);
+    CHECK(check.pieces == sizes.size());
+    c->terminate();
+    io.restart();
+    io.run_for(100ms);
+}
