@@ -44,7 +44,8 @@
 namespace duplex {
 
 struct server_options {
-    // Open connections plus handshakes in progress; past it new sockets are closed at once.
+    // Upgraded connections plus handshakes in progress (connection_count() +
+    // handshake_count()); past it new sockets are closed at once.
     std::size_t max_connections = 10000;
     // A client must complete the transport handshake and send its whole upgrade request
     // within this time; one that connects and says nothing, or dribbles, is dropped.
@@ -169,7 +170,14 @@ public:
     // The port of the first listening socket (useful after listen(host, 0)).
     std::uint16_t port() const { return state_->port(); }
 
-    std::size_t connection_count() const noexcept { return state_->active.load(); }
+    // Upgraded WebSocket connections that have not ended yet (on_open ran, on_close not yet).
+    // Sockets still in their transport handshake or HTTP upgrade, and plain HTTP requests being
+    // answered, are not counted here but in handshake_count().
+    std::size_t connection_count() const noexcept { return state_->upgraded.load(); }
+
+    // Accepted sockets not yet upgraded: in the TLS handshake, sending their HTTP request,
+    // waiting for on_upgrade's decision, or being answered with plain HTTP or a refusal.
+    std::size_t handshake_count() const noexcept { return state_->handshaking.load(); }
 
     // How many accepts failed for lack of resources (EMFILE, ...); each pauses accepting.
     std::size_t accept_errors() const noexcept {
@@ -328,6 +336,7 @@ private:
         void open() {
             done = true;
             timer.cancel();
+            --owner->handshaking;
             auto c = std::make_shared<connection_type>(std::move(stream), protocol::role::server,
                                                        owner->options.connection, leftover);
             c->data() = std::move(data);
@@ -350,6 +359,7 @@ private:
             timer.cancel();
             Transport::close(stream);
             owner->untrack(this);
+            --owner->handshaking;
             owner->release();
         }
     };
@@ -380,7 +390,12 @@ private:
         std::atomic<std::size_t> accept_errors{0};   // accepts failed for lack of resources
         std::shared_ptr<detail::send_budget> budget; // null when options.send_budget is 0
         asio::steady_timer stop_timer;
-        std::atomic<std::size_t> active{0}; // connections and handshakes
+        // Places taken against max_connections: upgraded connections and handshakes. A socket
+        // keeps its place from accept to on_close; upgraded + handshaking <= active (each
+        // count goes up after active and down before it).
+        std::atomic<std::size_t> active{0};
+        std::atomic<std::size_t> upgraded{0};
+        std::atomic<std::size_t> handshaking{0};
         std::mutex mutex;
         std::unordered_map<connection_type*, connection_ptr> connections;
         std::shared_ptr<const connection_handlers<connection_type>> connection_handlers_copy;
@@ -498,6 +513,7 @@ private:
             }
             if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
             ++active;
+            ++handshaking;
             auto stream = Transport::make_stream(std::move(socket), context);
             std::make_shared<handshake>(this->shared_from_this(), std::move(stream))->start();
         }
@@ -513,6 +529,7 @@ private:
             {
                 std::lock_guard<std::mutex> lock(mutex);
                 connections.emplace(c.get(), c);
+                ++upgraded;
                 if (budget) c->set_send_budget(budget);
                 if (!connection_handlers_copy)
                     connection_handlers_copy = make_connection_handlers();
@@ -539,6 +556,7 @@ private:
                     std::lock_guard<std::mutex> lock(self->mutex);
                     self->connections.erase(conn.get());
                 }
+                --self->upgraded;
                 self->release();
             };
             return std::make_shared<const connection_handlers<connection_type>>(std::move(h));

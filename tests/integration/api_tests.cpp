@@ -7,19 +7,29 @@
 // loopback TCP with generous deadlines that only fail on absence.
 #include "catch.hpp"
 
+#include <duplex/client.hpp>
 #include <duplex/connection.hpp>
 #include <duplex/protocol/session.hpp>
+#include <duplex/server.hpp>
 #include <duplex/transport/memory.hpp>
+#include <duplex/transport/tcp.hpp>
 
+#include <asio/connect.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/read.hpp>
+#include <asio/use_future.hpp>
 #include <asio/write.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
@@ -199,6 +209,58 @@ std::vector<std::size_t> partial_sizes(bool full = true) {
     return {0, 1, 125, 0, 65536, 300000, 3 * mib + 1, largest, 7};
 }
 
+// An io_context run on its own thread for the length of a test.
+struct io_thread {
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+    std::thread thread{[this] { io.run(); }};
+    io_thread() = default;
+    io_thread(const io_thread&) = delete;
+    io_thread& operator=(const io_thread&) = delete;
+    ~io_thread() {
+        work.reset();
+        io.stop();
+        thread.join();
+    }
+};
+
+using tcp_server = duplex::server<duplex::transport::tcp>;
+using tcp_connection = duplex::connection<duplex::transport::tcp>;
+
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = clock_type::now() + limit;
+    while (!condition()) {
+        if (clock_type::now() >= deadline) return false;
+        std::this_thread::sleep_for(2ms);
+    }
+    return true;
+}
+
+std::string url_for(const tcp_server& server, std::string_view path = "/") {
+    return "ws://127.0.0.1:" + std::to_string(server.port()) + std::string(path);
+}
+
+// A plain TCP socket to the server, driven synchronously from the test thread.
+asio::ip::tcp::socket raw_socket(asio::io_context& io, std::uint16_t port) {
+    asio::ip::tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), port});
+    return s;
+}
+
+// Everything the server writes until it ends the connection.
+std::string read_to_end(asio::ip::tcp::socket& s) {
+    std::string out;
+    std::error_code ec;
+    std::array<char, 4096> buffer{};
+    for (;;) {
+        const std::size_t n = s.read_some(asio::buffer(buffer), ec);
+        if (ec) break;
+        out.append(buffer.data(), n);
+    }
+    return out;
+}
+
 template <class Pred>
 bool run_until(asio::io_context& io, Pred&& done, std::chrono::milliseconds limit) {
     const auto deadline = clock_type::now() + limit;
@@ -337,4 +399,49 @@ TEST_CASE("Partial delivery off: every message is one piece with first and last 
     c->terminate();
     io.restart();
     io.run_for(100ms);
+}
+
+TEST_CASE("Server counts: connection_count() is upgraded connections, handshake_count() the "
+          "sockets not upgraded yet",
+          "[api][server]") {
+    io_thread server_io;
+    tcp_server server(server_io.io);
+    // A /health that reports both counts, as an application's would.
+    server.handlers().on_http = [&](const duplex::request_info&) {
+        duplex::http_response r;
+        r.body = "connections=" + std::to_string(server.connection_count()) +
+                 " handshakes=" + std::to_string(server.handshake_count());
+        return r;
+    };
+    REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    asio::io_context local;
+
+    // A socket that connected and said nothing yet is a handshake, not a connection.
+    auto silent = raw_socket(local, server.port());
+    CHECK(eventually([&] { return server.handshake_count() == 1; }));
+    CHECK(server.connection_count() == 0);
+
+    io_thread client_io;
+    auto c = duplex::async_connect<duplex::transport::tcp>(client_io.io.get_executor(),
+                                                           url_for(server), {}, asio::use_future)
+                 .get();
+    REQUIRE(c);
+    c->start({});
+    CHECK(eventually([&] { return server.connection_count() == 1; }));
+    CHECK(server.handshake_count() == 1);
+
+    // The health request itself is in its handshake while it is answered.
+    auto health = raw_socket(local, server.port());
+    asio::write(health, asio::buffer(std::string_view("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")));
+    const std::string answer = read_to_end(health);
+    CHECK(answer.find("connections=1 handshakes=2") != std::string::npos);
+
+    std::error_code ignored;
+    silent.close(ignored);
+    health.close(ignored);
+    CHECK(eventually([&] { return server.handshake_count() == 0; }));
+    CHECK(server.connection_count() == 1);
+    c->close();
+    CHECK(eventually([&] { return server.connection_count() == 0; }));
+    server.stop(0ms);
 }
