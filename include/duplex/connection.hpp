@@ -129,6 +129,10 @@ struct close_info {
     close_initiator initiator = close_initiator::none; // who sent the first close frame
 };
 
+// HTTP header fields as name/value pairs, in order (extra response headers of a server's
+// answer, the fields of a refused upgrade).
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
 // Used when an application attaches no data to its connections.
 struct no_user_data {};
 

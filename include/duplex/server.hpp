@@ -87,8 +87,6 @@ struct request_info {
     }
 };
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
-
 // The application's answer to an upgrade request.
 struct upgrade_decision {
     bool accepted = true;

@@ -445,3 +445,172 @@ TEST_CASE("Server counts: connection_count() is upgraded connections, handshake_
     CHECK(eventually([&] { return server.connection_count() == 0; }));
     server.stop(0ms);
 }
+
+namespace {
+
+// A port where nothing listens: bound once, then released.
+std::uint16_t closed_port() {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = a.local_endpoint().port();
+    a.close();
+    return port;
+}
+
+duplex::reconnect_options quick_retries(std::size_t max_attempts) {
+    duplex::reconnect_options p;
+    p.initial_delay = 1ms;
+    p.max_delay = 5ms;
+    p.max_attempts = max_attempts;
+    return p;
+}
+
+// What a reconnecting_client reported, from its strand, read by the test thread.
+struct reconnect_record {
+    std::mutex mutex;
+    std::vector<std::size_t> retries; // the attempt numbers on_retry reported
+    std::vector<std::error_code> retry_errors;
+    int give_ups = 0;
+    std::size_t failures_at_give_up = 0;
+    std::error_code give_up_error;
+    int opens = 0;
+
+    template <class Client>
+    void watch(Client& client) {
+        auto& h = client->handlers();
+        h.on_retry = [this](std::size_t attempt, std::chrono::milliseconds, std::error_code ec) {
+            std::lock_guard<std::mutex> lock(mutex);
+            retries.push_back(attempt);
+            retry_errors.push_back(ec);
+        };
+        h.on_give_up = [this, c = client.get()](std::error_code ec) {
+            std::lock_guard<std::mutex> lock(mutex);
+            ++give_ups;
+            failures_at_give_up = c->failures();
+            give_up_error = ec;
+        };
+        h.on_open = [this](const auto&) {
+            std::lock_guard<std::mutex> lock(mutex);
+            ++opens;
+        };
+    }
+    int given_up() {
+        std::lock_guard<std::mutex> lock(mutex);
+        return give_ups;
+    }
+};
+
+// A server that refuses every upgrade with `status`, a header and a body.
+struct refusing_server {
+    io_thread runner;
+    tcp_server server{runner.io};
+    explicit refusing_server(int status) {
+        server.handlers().on_upgrade = [status](const duplex::request_info&,
+                                                duplex::no_user_data&) {
+            return duplex::upgrade_decision::reject(status, "token expired\n",
+                                                    {{"WWW-Authenticate", "Bearer"}});
+        };
+        REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    }
+    ~refusing_server() { server.stop(0ms); }
+};
+
+} // namespace
+
+TEST_CASE("reconnecting_client: max_attempts = 3 gives up after exactly 3 failed attempts, "
+          "with on_retry before each wait",
+          "[api][reconnect]") {
+    reconnect_record r; // outlives the io thread that calls into it
+    io_thread client_io;
+    const std::string url = "ws://127.0.0.1:" + std::to_string(closed_port()) + "/";
+    auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
+        client_io.io.get_executor(), url, {}, quick_retries(3));
+    r.watch(client);
+    client->start();
+    REQUIRE(eventually([&] { return r.given_up() == 1; }));
+    std::this_thread::sleep_for(50ms); // no further attempt, no second give-up
+    std::lock_guard<std::mutex> lock(r.mutex);
+    CHECK(r.give_ups == 1);
+    CHECK(r.failures_at_give_up == 3);
+    CHECK(r.retries == std::vector<std::size_t>{1, 2});
+    CHECK(r.give_up_error);
+    CHECK(r.opens == 0);
+}
+
+TEST_CASE("async_connect: a refused upgrade carries the server's status, headers and body",
+          "[api][reconnect]") {
+    refusing_server s(401);
+    io_thread client_io;
+    duplex::upgrade_response refusal;
+    std::error_code ec;
+    try {
+        duplex::async_connect<duplex::transport::tcp>(
+            client_io.io.get_executor(), url_for(s.server), {}, refusal, asio::use_future)
+            .get();
+    } catch (const std::system_error& e) {
+        ec = e.code();
+    }
+    CHECK(ec == duplex::error::bad_status);
+    CHECK(refusal.status == 401);
+    CHECK(refusal.body == "token expired\n");
+    CHECK(refusal.header("www-authenticate") == std::optional<std::string_view>("Bearer"));
+    CHECK(refusal.is_client_error());
+
+    // A connect that succeeds leaves it empty.
+    io_thread echo_io;
+    tcp_server echo(echo_io.io);
+    REQUIRE_FALSE(echo.listen("127.0.0.1", 0));
+    auto c = duplex::async_connect<duplex::transport::tcp>(
+                 client_io.io.get_executor(), url_for(echo), {}, refusal, asio::use_future)
+                 .get();
+    CHECK(c);
+    CHECK(refusal.status == 0);
+    c->close();
+    echo.stop(0ms);
+}
+
+TEST_CASE("reconnecting_client: a 4xx refusal is not retried by default, and its answer is kept",
+          "[api][reconnect]") {
+    refusing_server s(401);
+    reconnect_record r;
+    io_thread client_io;
+    auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
+        client_io.io.get_executor(), url_for(s.server), {}, quick_retries(0));
+    r.watch(client);
+    client->start();
+    REQUIRE(eventually([&] { return r.given_up() == 1; }));
+    std::this_thread::sleep_for(50ms);
+    {
+        std::lock_guard<std::mutex> lock(r.mutex);
+        CHECK(r.give_ups == 1);
+        CHECK(r.failures_at_give_up == 1);
+        CHECK(r.retries.empty());
+        CHECK(r.give_up_error == duplex::error::bad_status);
+    }
+    const auto refusal = client->last_refusal();
+    CHECK(refusal.status == 401);
+    CHECK(refusal.body == "token expired\n");
+}
+
+TEST_CASE("reconnecting_client: 4xx refusals are retried when configured, 503 by default",
+          "[api][reconnect]") {
+    for (const int status : {401, 503}) {
+        refusing_server s(status);
+        reconnect_record r;
+        io_thread client_io;
+        auto policy = quick_retries(2);
+        policy.retry_client_errors = status == 401;
+        auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
+            client_io.io.get_executor(), url_for(s.server), {}, policy);
+        r.watch(client);
+        client->start();
+        REQUIRE(eventually([&] { return r.given_up() == 1; }));
+        std::lock_guard<std::mutex> lock(r.mutex);
+        CHECK(r.failures_at_give_up == 2);
+        CHECK(r.retries == std::vector<std::size_t>{1});
+        REQUIRE(r.retry_errors.size() == 1);
+        CHECK(r.retry_errors[0] == duplex::error::bad_status);
+        CHECK(client->last_refusal().status == status);
+        client->stop();
+    }
+}
