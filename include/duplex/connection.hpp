@@ -55,6 +55,9 @@ struct connection_options {
     protocol::session_options protocol{};
     // send() answers send_status::backpressure once this many bytes wait to be written.
     std::size_t send_buffer_high_water = 1U << 20;
+    // After a send answered backpressure, on_drain runs once when the bytes waiting to be
+    // written have fallen to this many (or to send_buffer_high_water, if that is lower).
+    std::size_t send_buffer_low_water = 256U * 1024U;
     // Past this many unsent bytes the peer is too slow: the message is dropped and the
     // connection closed (1008), so a reader that stopped reading cannot grow our memory.
     // Admit-one: while at most send_buffer_high_water bytes wait, a message is queued whatever
@@ -147,6 +150,9 @@ struct connection_handlers {
     // on_close follows. Not for a peer that ends the transport in an orderly way.
     std::function<void(const pointer&, std::error_code)> on_error;
     std::function<void(const pointer&, std::string_view payload)> on_pong;
+    // Once after a send() answered send_status::backpressure, when the queue has fallen to
+    // send_buffer_low_water: the producer that paused may resume. Never inside send().
+    std::function<void(const pointer&)> on_drain;
 };
 
 namespace detail {
@@ -481,8 +487,45 @@ private:
                            [self = this->shared_from_this()] { self->fail_slow_reader(); });
             return send_status::dropped;
         }
-        return before + cost > options_.send_buffer_high_water ? send_status::backpressure
-                                                               : send_status::ok;
+        if (before + cost <= options_.send_buffer_high_water) return send_status::ok;
+        arm_drain();
+        return send_status::backpressure;
+    }
+
+    // ---- the drain signal ---------------------------------------------------------------
+    //
+    // A sender on any thread arms it (arm_drain); the strand fires it after a write brought the
+    // queue down (maybe_drain). Each side writes its own variable, then reads the other's,
+    // with a fence between, so at least one of them sees both: no drain is lost.
+
+    std::size_t low_water() const noexcept {
+        return std::min(options_.send_buffer_low_water, options_.send_buffer_high_water);
+    }
+
+    void arm_drain() {
+        if (drain_wanted_.exchange(true)) return;
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        // The writes may have emptied the queue before the flag was up: check on the strand.
+        if (buffered_.load(std::memory_order_relaxed) <= low_water())
+            asio::post(strand_, [self = this->shared_from_this()] { self->maybe_drain(); });
+    }
+
+    // On the strand, after bytes left the queue. Posted, so that on_drain never runs inside
+    // the send() (or handler) that is emptying the queue.
+    void maybe_drain() {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (drain_posted_ || finished_ || !drain_wanted_.load(std::memory_order_relaxed) ||
+            buffered_.load(std::memory_order_relaxed) > low_water())
+            return;
+        drain_posted_ = true;
+        asio::post(strand_, [self = this->shared_from_this()] {
+            self->drain_posted_ = false;
+            if (self->finished_ ||
+                self->buffered_.load(std::memory_order_relaxed) > self->low_water())
+                return; // more was queued meanwhile: the next write completion checks again
+            if (!self->drain_wanted_.exchange(false)) return;
+            if (self->handlers_ && self->handlers_->on_drain) self->handlers_->on_drain(self);
+        });
     }
 
     // Gives back what admit() counted, once the bytes were written or dropped.
@@ -1026,6 +1069,7 @@ private:
         for (auto& w : control_waiters_in_flight_) w(ec);
         control_waiters_in_flight_.clear();
         if (finished_) return false;
+        if (!ec) maybe_drain();
         if (ec) {
             if (!result_.error) result_.error = ec;
             finish();
@@ -1236,6 +1280,8 @@ private:
     std::atomic<std::size_t> buffered_{0};
     std::shared_ptr<detail::send_budget> budget_; // shared with other connections, or null
     std::atomic<bool> closing_{false};
+    std::atomic<bool> drain_wanted_{false}; // a send answered backpressure; on_drain is owed
+    bool drain_posted_ = false;             // on the strand: a drain check is queued
     bool closing_requested_ = false;
     bool transport_ending_ = false;
     bool finished_ = false;
