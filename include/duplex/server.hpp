@@ -110,6 +110,43 @@ struct upgrade_decision {
     }
 };
 
+// An upgrade decision the application makes later, from any thread (see on_upgrade_async):
+// after a token was checked against a database, say. A copyable handle; the first decision
+// counts and later ones are ignored. The handshake deadline (server_options::handshake_timeout)
+// still runs: a decision that comes too late finds the socket closed and is ignored, and one
+// that never comes closes it at the deadline.
+template <class UserData = no_user_data>
+class pending_upgrade {
+public:
+    using deliver_type = std::function<void(upgrade_decision, UserData)>;
+
+    explicit pending_upgrade(deliver_type deliver)
+        : state_(std::make_shared<state>(std::move(deliver))) {}
+
+    void accept(std::string subprotocol = {}, header_list headers = {}, UserData data = {}) {
+        upgrade_decision d = upgrade_decision::accept(std::move(subprotocol));
+        d.headers = std::move(headers);
+        decide(std::move(d), std::move(data));
+    }
+    void reject(int status, std::string body = {}, header_list headers = {}) {
+        decide(upgrade_decision::reject(status, std::move(body), std::move(headers)));
+    }
+    // `data` becomes the connection's user data when the decision accepts.
+    void decide(upgrade_decision decision, UserData data = {}) {
+        if (state_->decided.exchange(true)) return;
+        state_->deliver(std::move(decision), std::move(data));
+    }
+    bool decided() const noexcept { return state_->decided.load(); }
+
+private:
+    struct state {
+        explicit state(deliver_type d) : deliver(std::move(d)) {}
+        std::atomic<bool> decided{false};
+        deliver_type deliver;
+    };
+    std::shared_ptr<state> state_;
+};
+
 // The answer to a plain HTTP request (a health check, a static page).
 struct http_response {
     int status = 200;
@@ -138,6 +175,11 @@ public:
     struct handlers_type : connection_handlers<connection_type> {
         // Decides on each upgrade; without it every valid upgrade is accepted.
         std::function<upgrade_decision(const request_info&, UserData&)> on_upgrade;
+        // Or decides later: when set, it is called instead of on_upgrade, and the handshake
+        // waits (up to handshake_timeout) until the application calls accept, reject or
+        // decide on the handle, from any thread. The request_info is valid during the call
+        // only: copy what the decision needs. io threads stay free while a database answers.
+        std::function<void(const request_info&, pending_upgrade<UserData>)> on_upgrade_async;
         // Answers requests that are not upgrades; without it they get 426 Upgrade Required.
         std::function<http_response(const request_info&)> on_http;
         // accept() failed for lack of resources (EMFILE: out of file descriptors, ...). Called
@@ -234,6 +276,7 @@ private:
         std::string response;
         UserData data{};
         bool answering = false; // the request is complete: deciding, then writing the answer
+        bool deciding = false;  // waiting for on_upgrade_async's decision
         bool done = false;
 
         void start() {
@@ -270,6 +313,23 @@ private:
             request_info info{hs.request(), nullptr, remote};
             if (r.status == st::request_ready) {
                 info.upgrade = &hs.upgrade();
+                if (owner->handlers.on_upgrade_async) {
+                    // Not answering yet: stop() may drop this handshake while it waits.
+                    answering = false;
+                    deciding = true;
+                    std::weak_ptr<handshake> weak = this->shared_from_this();
+                    pending_upgrade<UserData> pending(
+                        [weak](upgrade_decision decision, UserData user_data) {
+                            // Gone (deadline passed, server stopped): the decision is moot.
+                            if (auto self = weak.lock())
+                                asio::post(self->strand, [self, d = std::move(decision),
+                                                          u = std::move(user_data)]() mutable {
+                                    self->decided(std::move(d), std::move(u));
+                                });
+                        });
+                    owner->handlers.on_upgrade_async(info, pending);
+                    return;
+                }
                 upgrade_decision decision;
                 if (owner->handlers.on_upgrade) decision = owner->handlers.on_upgrade(info, data);
                 if (!decision.accepted)
@@ -290,6 +350,20 @@ private:
                     {426, "This endpoint speaks WebSocket.\n", {{"Upgrade", "websocket"}}}));
             }
             respond(hs.refusal());
+        }
+
+        // The application's deferred decision, on the handshake's strand.
+        void decided(upgrade_decision decision, UserData user_data) {
+            if (done || !deciding) return;
+            deciding = false;
+            answering = true;
+            if (!decision.accepted)
+                return respond(hs.reject({decision.status, decision.body, decision.headers}));
+            data = std::move(user_data);
+            protocol::accept_options accept;
+            accept.subprotocol = decision.subprotocol;
+            accept.extra_headers = decision.headers;
+            upgrade(hs.accept(accept));
         }
 
         // Writes `bytes` (an HTTP answer or the 101), then continues with `next(self)`.

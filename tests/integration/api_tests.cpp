@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -684,4 +685,116 @@ TEST_CASE("on_drain: fired once when the queue falls to the low-water mark after
     consumer->terminate();
     io.restart();
     io.run_for(100ms);
+}
+
+TEST_CASE("on_upgrade_async: a decision made 100 ms later on another thread, while other "
+          "connections keep flowing",
+          "[api][async-upgrade]") {
+    using string_server = duplex::server<duplex::transport::tcp, std::string>;
+    io_thread server_io;
+    duplex::server_options options;
+    options.handshake_timeout = 5s;
+    string_server server(server_io.io, options);
+    std::promise<void> fast_echoed;
+    auto fast_echoed_future = fast_echoed.get_future().share();
+    std::atomic<bool> slow_decided{false};
+    std::vector<std::thread> deciders;
+    std::mutex deciders_mutex;
+    bool released = false;
+    // However the test ends, the deciders are released and joined before anything they use.
+    struct joiner {
+        std::vector<std::thread>& threads;
+        std::mutex& mutex;
+        std::promise<void>& gate;
+        bool& released;
+        ~joiner() {
+            if (!released) gate.set_value();
+            std::lock_guard<std::mutex> lock(mutex);
+            for (auto& t : threads) t.join();
+        }
+    } join_deciders{deciders, deciders_mutex, fast_echoed, released};
+    server.handlers().on_upgrade_async = [&](const duplex::request_info& request,
+                                             duplex::pending_upgrade<std::string> pending) {
+        const std::string path(request.path()); // the request is valid during this call only
+        if (path == "/fast") return pending.accept({}, {}, "fast");
+        // A "database" on another thread answers once the fast client has been served, and
+        // 100 ms later.
+        std::lock_guard<std::mutex> lock(deciders_mutex);
+        deciders.emplace_back([&, path, pending]() mutable {
+            fast_echoed_future.wait();
+            std::this_thread::sleep_for(100ms);
+            slow_decided = true;
+            if (path == "/slow")
+                pending.accept("chat.v1", {{"X-Checked", "yes"}}, "from the decider");
+            else
+                pending.reject(401, "no such token\n");
+        });
+    };
+    server.handlers().on_message = [](const auto& c, const duplex::message_view& m) {
+        c->send_text(c->data() + ":" + std::string(m.data));
+    };
+    REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    const std::string base = "ws://127.0.0.1:" + std::to_string(server.port());
+
+    io_thread client_io;
+    duplex::client_options slow_options;
+    slow_options.subprotocols = {"chat.v1"};
+    auto slow = duplex::async_connect<duplex::transport::tcp>(
+        client_io.io.get_executor(), base + "/slow", slow_options, asio::use_future);
+    duplex::upgrade_response refusal;
+    auto refused = duplex::async_connect<duplex::transport::tcp>(
+        client_io.io.get_executor(), base + "/wrong", {}, refusal, asio::use_future);
+    REQUIRE(eventually([&] { return server.handshake_count() == 2; }));
+
+    // While two decisions are pending, another client connects and is served.
+    auto fast = duplex::async_connect<duplex::transport::tcp>(client_io.io.get_executor(),
+                                                              base + "/fast", {}, asio::use_future)
+                    .get();
+    fast->async_send(opcode::text, "hello", asio::use_future).get();
+    CHECK(fast->async_read(asio::use_future).get().data == "fast:hello");
+    CHECK_FALSE(slow_decided.load());
+    fast_echoed.set_value();
+    released = true;
+
+    auto c = slow.get();
+    CHECK(slow_decided.load());
+    CHECK(c->subprotocol() == "chat.v1");
+    c->async_send(opcode::text, "hi", asio::use_future).get();
+    CHECK(c->async_read(asio::use_future).get().data == "from the decider:hi");
+    CHECK_THROWS(refused.get());
+    CHECK(refusal.status == 401);
+    CHECK(refusal.body == "no such token\n");
+    c->close();
+    fast->close();
+    server.stop(1s);
+}
+
+TEST_CASE("on_upgrade_async: a decision that never comes ends at the handshake deadline; a late "
+          "one is ignored",
+          "[api][async-upgrade]") {
+    io_thread server_io;
+    duplex::server_options options;
+    options.handshake_timeout = 200ms;
+    tcp_server server(server_io.io, options);
+    std::mutex mutex;
+    std::vector<duplex::pending_upgrade<>> kept;
+    server.handlers().on_upgrade_async = [&](const duplex::request_info&,
+                                             duplex::pending_upgrade<> pending) {
+        std::lock_guard<std::mutex> lock(mutex);
+        kept.push_back(std::move(pending)); // never decided in time
+    };
+    REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    io_thread client_io;
+    auto attempt = duplex::async_connect<duplex::transport::tcp>(
+        client_io.io.get_executor(), url_for(server), {}, asio::use_future);
+    CHECK_THROWS(attempt.get());
+    CHECK(eventually([&] { return server.handshake_count() == 0; }));
+    CHECK(server.connection_count() == 0);
+    std::lock_guard<std::mutex> lock(mutex);
+    REQUIRE(kept.size() == 1);
+    kept[0].accept(); // too late: nothing happens
+    CHECK(kept[0].decided());
+    std::this_thread::sleep_for(20ms);
+    CHECK(server.connection_count() == 0);
+    server.stop(0ms);
 }
