@@ -69,9 +69,10 @@ char payload_byte(std::size_t seed, std::size_t i) {
 // library's own sans-I/O session and written one frame at a time over a memory stream, so
 // that a 64 MiB message never exists twice on the sending side.
 struct fragmenting_peer : std::enable_shared_from_this<fragmenting_peer> {
-    fragmenting_peer(memory::stream_type s, std::vector<std::size_t> sizes, std::uint32_t seed)
-        : stream(std::move(s)), session(role::client, big_limits()), sizes(std::move(sizes)),
-          random(seed) {}
+    fragmenting_peer(memory::stream_type s, std::vector<std::size_t> message_sizes,
+                     std::uint32_t seed)
+        : stream(std::move(s)), session(role::client, big_limits()),
+          sizes(std::move(message_sizes)), random(seed) {}
 
     static duplex::protocol::session_options big_limits() {
         duplex::protocol::session_options o;
