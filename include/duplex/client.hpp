@@ -22,11 +22,15 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -43,6 +47,31 @@ struct client_options {
     protocol::http_limits http{};
     connection_options connection{};
     bool tcp_no_delay = true;
+};
+
+// What a server answered instead of 101 Switching Protocols: an upgrade it refused (401 for a
+// bad token, 403, 429, 503 ...). async_connect fills one when the application passes it, and
+// completes with error::bad_status; reconnecting_client keeps the last one (last_refusal()).
+struct upgrade_response {
+    // At most this many bytes of the body are kept; the rest is not read.
+    static constexpr std::size_t max_body = 64U * 1024U;
+
+    int status = 0; // 0: no HTTP answer arrived (the attempt failed before, or it was a 101)
+    std::string reason;
+    header_list headers; // every field, in the order received
+    std::string body;    // up to max_body bytes: Content-Length's worth, or until the server closed
+
+    // The value of the first field named `name` (ASCII case-insensitive).
+    std::optional<std::string_view> header(std::string_view name) const {
+        for (const auto& field : headers)
+            if (protocol::detail::iequals(field.first, name)) return field.second;
+        return std::nullopt;
+    }
+    // A refusal the request itself caused (4xx other than 408 Request Timeout and 429 Too Many
+    // Requests): asking again the same way gets the same answer.
+    bool is_client_error() const noexcept {
+        return status >= 400 && status < 500 && status != 408 && status != 429;
+    }
 };
 
 namespace detail {
@@ -80,9 +109,11 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     using result_handler = unique_function<void(std::error_code, std::shared_ptr<connection_type>)>;
 
     connect_op(asio::any_io_executor ex, protocol::websocket_url u, client_options o,
-               typename Transport::context_type c, result_handler h)
+               typename Transport::context_type c, result_handler h,
+               upgrade_response* refusal_out = nullptr)
         : strand(asio::make_strand(ex)), resolver(strand), socket(ex), timer(strand),
-          url(std::move(u)), options(std::move(o)), context(std::move(c)), handler(std::move(h)) {}
+          url(std::move(u)), options(std::move(o)), context(std::move(c)), handler(std::move(h)),
+          refusal(refusal_out) {}
 
     asio::strand<asio::any_io_executor> strand;
     asio::ip::tcp::resolver resolver;
@@ -94,11 +125,15 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     // A copy (for TLS a shared handle): the operation outlives the caller's frame.
     typename Transport::context_type context;
     result_handler handler;
+    // Filled when the server refuses the upgrade; the caller keeps it alive until completion.
+    upgrade_response* refusal;
+    std::size_t body_wanted = 0; // of a refusal: bytes still to read into refusal->body
     std::optional<protocol::client_handshake> hs;
     std::array<char, 4096> chunk{};
     bool done = false;
 
     void start() {
+        if (refusal) *refusal = upgrade_response{};
         timer.expires_after(options.connect_timeout);
         timer.async_wait(
             asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
@@ -171,7 +206,11 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         if (done) return;
         const auto r = hs->feed(std::string_view(chunk.data(), n));
         if (r.status == protocol::parse_status::need_more) return read();
-        if (r.status == protocol::parse_status::failed) return complete(r.error);
+        if (r.status == protocol::parse_status::failed) {
+            if (r.error == error::bad_status && refusal)
+                return refused(std::string_view(chunk.data() + r.consumed, n - r.consumed));
+            return complete(r.error);
+        }
         done = true;
         timer.cancel();
         auto c = std::make_shared<connection_type>(
@@ -180,6 +219,40 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         c->set_subprotocol(std::string(hs->subprotocol()));
         auto h = std::move(handler);
         h(std::error_code{}, std::move(c));
+    }
+
+    // The server answered, but not 101: keep its answer for the application, with as much of
+    // the body as Content-Length announces (or until the server ends the transport), bounded by
+    // upgrade_response::max_body and the connect deadline.
+    void refused(std::string_view body_start) {
+        const auto& head = hs->response();
+        refusal->status = head.status();
+        refusal->reason = std::string(head.reason());
+        for (const auto& field : head.fields())
+            refusal->headers.emplace_back(std::string(field.name), std::string(field.value));
+        body_wanted = upgrade_response::max_body;
+        if (const auto length = head.field("Content-Length")) {
+            std::size_t value = 0;
+            const auto end = length->data() + length->size();
+            if (std::from_chars(length->data(), end, value).ptr == end)
+                body_wanted = std::min(value, body_wanted);
+        }
+        take_body(body_start);
+    }
+
+    void take_body(std::string_view bytes) {
+        const std::size_t take = std::min(bytes.size(), body_wanted);
+        refusal->body.append(bytes.data(), take);
+        body_wanted -= take;
+        if (body_wanted == 0) return complete(make_error_code(error::bad_status));
+        stream->async_read_some(asio::buffer(chunk),
+                                asio::bind_executor(strand, [self = this->shared_from_this()](
+                                                                std::error_code ec, std::size_t n) {
+                                    // The server ending the transport ends the body.
+                                    if (ec)
+                                        return self->complete(make_error_code(error::bad_status));
+                                    self->take_body(std::string_view(self->chunk.data(), n));
+                                }));
     }
 
     void complete(std::error_code ec) {
@@ -197,17 +270,15 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
 
 } // namespace detail
 
-// Connects to `url`: handler(std::error_code, std::shared_ptr<connection<Transport, UserData>>).
-// The connection is not reading yet: call start(handlers) on it, or async_read.
-// `context` is copied (a tls::context_type is a shared handle, so a temporary is fine); an
-// empty one fails the operation with error::no_transport_context.
-template <class Transport, class UserData = no_user_data, class CompletionToken>
-auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
-                   typename Transport::context_type context, CompletionToken&& token) {
+namespace detail {
+template <class Transport, class UserData, class CompletionToken>
+auto async_connect_impl(asio::any_io_executor executor, std::string url, client_options options,
+                        typename Transport::context_type context, upgrade_response* refusal,
+                        CompletionToken&& token) {
     using connection_ptr = std::shared_ptr<connection<Transport, UserData>>;
     return asio::async_initiate<CompletionToken, void(std::error_code, connection_ptr)>(
-        [executor](auto handler, std::string u, client_options o,
-                   typename Transport::context_type transport_context) {
+        [executor, refusal](auto handler, std::string u, client_options o,
+                            typename Transport::context_type transport_context) {
             auto strand = asio::make_strand(executor);
             detail::unique_function<void(std::error_code, connection_ptr)> done =
                 [handler = std::move(handler), strand](std::error_code ec,
@@ -222,13 +293,39 @@ auto async_connect(asio::any_io_executor executor, std::string url, client_optio
             if (!ec && parsed.secure != Transport::is_secure) ec = error::bad_url;
             if (!ec && !detail::is_usable_context(transport_context))
                 ec = error::no_transport_context;
+            if (refusal) *refusal = upgrade_response{};
             if (ec) return done(ec, nullptr);
             std::make_shared<detail::connect_op<Transport, UserData>>(
                 executor, std::move(parsed), std::move(o), std::move(transport_context),
-                std::move(done))
+                std::move(done), refusal)
                 ->start();
         },
         token, std::move(url), std::move(options), std::move(context));
+}
+} // namespace detail
+
+// Connects to `url`: handler(std::error_code, std::shared_ptr<connection<Transport, UserData>>).
+// The connection is not reading yet: call start(handlers) on it, or async_read.
+// `context` is copied (a tls::context_type is a shared handle, so a temporary is fine); an
+// empty one fails the operation with error::no_transport_context.
+template <class Transport, class UserData = no_user_data, class CompletionToken>
+auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
+                   typename Transport::context_type context, CompletionToken&& token) {
+    return detail::async_connect_impl<Transport, UserData>(
+        std::move(executor), std::move(url), std::move(options), std::move(context), nullptr,
+        std::forward<CompletionToken>(token));
+}
+
+// The same, and when the server refuses the upgrade (the operation completes with
+// error::bad_status) `refusal` receives its status, headers and body. `refusal` must stay
+// valid until the operation completes; it is reset when the operation starts.
+template <class Transport, class UserData = no_user_data, class CompletionToken>
+auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
+                   typename Transport::context_type context, upgrade_response& refusal,
+                   CompletionToken&& token) {
+    return detail::async_connect_impl<Transport, UserData>(
+        std::move(executor), std::move(url), std::move(options), std::move(context), &refusal,
+        std::forward<CompletionToken>(token));
 }
 
 // Without a context: ws:// needs none; wss:// uses one verifying context shared by the process
@@ -246,16 +343,35 @@ auto async_connect(asio::any_io_executor executor, std::string url, client_optio
                                               std::forward<CompletionToken>(token));
 }
 
+// Without a context, with the refusal's details (see above).
+template <class Transport, class UserData = no_user_data, class CompletionToken>
+auto async_connect(asio::any_io_executor executor, std::string url, client_options options,
+                   upgrade_response& refusal, CompletionToken&& token) {
+    std::error_code ec;
+    auto context = detail::default_client_context<Transport>(ec);
+    (void)ec; // as above: an empty context fails the operation through the token
+    return async_connect<Transport, UserData>(std::move(executor), std::move(url),
+                                              std::move(options), std::move(context), refusal,
+                                              std::forward<CompletionToken>(token));
+}
+
 struct reconnect_options {
     std::chrono::milliseconds initial_delay{std::chrono::milliseconds(250)};
     std::chrono::milliseconds max_delay{std::chrono::seconds(30)};
-    std::size_t max_attempts = 0; // consecutive failures before giving up; 0 = never give up
+    // Give up after this many consecutive failed attempts (a connection that opened and then
+    // dropped counts as one); 0 = never give up.
+    std::size_t max_attempts = 0;
+    // A refused upgrade with a 4xx status other than 408 and 429 (a wrong token, a missing
+    // permission) is answered the same way every time: by default the client gives up at once.
+    bool retry_client_errors = false;
 };
 
 // Keeps one connection to `url` open. After a failure or a close it waits a random time in
-// [0, min(max_delay, initial_delay * 2^failures)] ("full jitter", so that many clients
+// [0, min(max_delay, initial_delay * 2^(failures-1))] ("full jitter", so that many clients
 // dropped at once do not return at once) and connects again. handlers.on_open runs after
-// every successful (re)connect; on_give_up after max_attempts consecutive failures.
+// every successful (re)connect; on_retry before each wait; on_give_up after max_attempts
+// consecutive failures, or at once when the server refused the upgrade with a client error
+// (see reconnect_options::retry_client_errors); last_refusal() then says what it answered.
 template <class Transport, class UserData = no_user_data>
 class reconnecting_client
     : public std::enable_shared_from_this<reconnecting_client<Transport, UserData>> {
@@ -264,7 +380,14 @@ public:
     using connection_ptr = std::shared_ptr<connection_type>;
 
     struct handlers_type : connection_handlers<connection_type> {
+        // No more attempts: max_attempts consecutive failures, or a refusal not to retry.
         std::function<void(std::error_code last_error)> on_give_up;
+        // Attempt number `attempt` (1 for the first of a series of consecutive failures)
+        // failed with `error`; the next starts after `delay`. error::bad_status: the upgrade
+        // was refused, and last_refusal() has the server's answer.
+        std::function<void(std::size_t attempt, std::chrono::milliseconds delay,
+                           std::error_code error)>
+            on_retry;
     };
 
     static std::shared_ptr<reconnecting_client>
@@ -301,8 +424,15 @@ public:
         return c ? c->send(type, payload) : send_status::closed;
     }
 
+    // Consecutive failed attempts (0 after a successful connect); successful connects.
     std::size_t failures() const noexcept { return failures_; }
     std::size_t connects() const noexcept { return connects_; }
+
+    // What the server answered the last time it refused the upgrade (status 0 if it never did).
+    upgrade_response last_refusal() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return last_refusal_;
+    }
 
 private:
     reconnecting_client(asio::any_io_executor executor, std::string url, client_options options,
@@ -314,7 +444,7 @@ private:
     void attempt() {
         if (stopped_) return;
         async_connect<Transport, UserData>(
-            executor_, url_, options_, context_,
+            executor_, url_, options_, context_, attempt_refusal_,
             asio::bind_executor(
                 strand_, [self = this->shared_from_this()](std::error_code ec, connection_ptr c) {
                     self->on_connect(ec, std::move(c));
@@ -322,6 +452,18 @@ private:
     }
 
     void on_connect(std::error_code ec, connection_ptr c) {
+        if (ec == error::bad_status) {
+            bool give_up = false;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                last_refusal_ = attempt_refusal_;
+                give_up = !policy_.retry_client_errors && last_refusal_.is_client_error();
+            }
+            if (give_up) {
+                ++failures_;
+                return stop_trying(ec);
+            }
+        }
         if (ec) return retry(ec);
         if (stopped_) return c->close();
         failures_ = 0;
@@ -353,15 +495,19 @@ private:
     void retry(std::error_code ec) {
         if (stopped_) return;
         ++failures_;
-        if (policy_.max_attempts != 0 && failures_ > policy_.max_attempts) {
-            if (handlers_.on_give_up) handlers_.on_give_up(ec);
-            return;
-        }
-        timer_.expires_after(next_delay());
+        if (policy_.max_attempts != 0 && failures_ >= policy_.max_attempts) return stop_trying(ec);
+        const auto delay = next_delay();
+        if (handlers_.on_retry) handlers_.on_retry(failures_, delay, ec);
+        if (stopped_) return; // stop() from on_retry
+        timer_.expires_after(delay);
         timer_.async_wait(asio::bind_executor(
             strand_, [self = this->shared_from_this()](std::error_code wait_ec) {
                 if (!wait_ec) self->attempt();
             }));
+    }
+
+    void stop_trying(std::error_code ec) {
+        if (handlers_.on_give_up) handlers_.on_give_up(ec);
     }
 
     std::chrono::milliseconds next_delay() {
@@ -385,6 +531,8 @@ private:
     std::mt19937_64 jitter_; // not security sensitive: spreads reconnects in time
     mutable std::mutex mutex_;
     connection_ptr current_;
+    upgrade_response attempt_refusal_; // filled by the attempt in progress (on strand_)
+    upgrade_response last_refusal_;    // under mutex_
     std::size_t failures_ = 0;
     std::size_t connects_ = 0;
     bool stopped_ = false;

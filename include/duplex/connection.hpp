@@ -56,6 +56,9 @@ struct connection_options {
     protocol::session_options protocol{};
     // send() answers send_status::backpressure once this many bytes wait to be written.
     std::size_t send_buffer_high_water = 1U << 20;
+    // After a send answered backpressure, on_drain runs once when the bytes waiting to be
+    // written have fallen to this many (or to send_buffer_high_water, if that is lower).
+    std::size_t send_buffer_low_water = 256U * 1024U;
     // Past this many unsent bytes the peer is too slow: the message is dropped and the
     // connection closed (1008), so a reader that stopped reading cannot grow our memory.
     // Admit-one: while at most send_buffer_high_water bytes wait, a message is queued whatever
@@ -91,16 +94,27 @@ enum class send_status {
 };
 
 // A received message that the caller owns (from async_read).
+//
+// With connection_options::protocol.deliver_partial_messages, a message arrives as one or more
+// pieces, in order, as its bytes arrive: `first` is set on its first piece and `last` on its
+// last (both on a message delivered in one piece, which is also how an empty message arrives),
+// `type` is the message's opcode on every piece, and the message is `data` of all its pieces
+// joined. Without it, every message is one piece and both flags are always set.
 struct message {
     opcode type = opcode::text;
     std::string data;
+    bool first = true; // the first piece of a message
+    bool last = true;  // the last piece of a message
     bool is_text() const noexcept { return type == opcode::text; }
 };
 
-// A received message as seen by on_message: the view is valid during the call only.
+// A received message (or piece of one, see message) as seen by on_message: the view is valid
+// during the call only.
 struct message_view {
     opcode type = opcode::text;
     std::string_view data;
+    bool first = true; // the first piece of a message
+    bool last = true;  // the last piece of a message
     bool is_text() const noexcept { return type == opcode::text; }
 };
 
@@ -119,6 +133,10 @@ struct close_info {
     close_initiator initiator = close_initiator::none; // who sent the first close frame
 };
 
+// HTTP header fields as name/value pairs, in order (extra response headers of a server's
+// answer, the fields of a refused upgrade).
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
 // Used when an application attaches no data to its connections.
 struct no_user_data {};
 
@@ -133,6 +151,9 @@ struct connection_handlers {
     // on_close follows. Not for a peer that ends the transport in an orderly way.
     std::function<void(const pointer&, std::error_code)> on_error;
     std::function<void(const pointer&, std::string_view payload)> on_pong;
+    // Once after a send() answered send_status::backpressure, when the queue has fallen to
+    // send_buffer_low_water: the producer that paused may resume. Never inside send().
+    std::function<void(const pointer&)> on_drain;
 };
 
 namespace detail {
@@ -467,8 +488,45 @@ private:
                            [self = this->shared_from_this()] { self->fail_slow_reader(); });
             return send_status::dropped;
         }
-        return before + cost > options_.send_buffer_high_water ? send_status::backpressure
-                                                               : send_status::ok;
+        if (before + cost <= options_.send_buffer_high_water) return send_status::ok;
+        arm_drain();
+        return send_status::backpressure;
+    }
+
+    // ---- the drain signal ---------------------------------------------------------------
+    //
+    // A sender on any thread arms it (arm_drain); the strand fires it after a write brought the
+    // queue down (maybe_drain). Each side writes its own variable, then reads the other's,
+    // with a fence between, so at least one of them sees both: no drain is lost.
+
+    std::size_t low_water() const noexcept {
+        return std::min(options_.send_buffer_low_water, options_.send_buffer_high_water);
+    }
+
+    void arm_drain() {
+        if (drain_wanted_.exchange(true)) return;
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        // The writes may have emptied the queue before the flag was up: check on the strand.
+        if (buffered_.load(std::memory_order_relaxed) <= low_water())
+            asio::post(strand_, [self = this->shared_from_this()] { self->maybe_drain(); });
+    }
+
+    // On the strand, after bytes left the queue. Posted, so that on_drain never runs inside
+    // the send() (or handler) that is emptying the queue.
+    void maybe_drain() {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (drain_posted_ || finished_ || !drain_wanted_.load(std::memory_order_relaxed) ||
+            buffered_.load(std::memory_order_relaxed) > low_water())
+            return;
+        drain_posted_ = true;
+        asio::post(strand_, [self = this->shared_from_this()] {
+            self->drain_posted_ = false;
+            if (self->finished_ ||
+                self->buffered_.load(std::memory_order_relaxed) > self->low_water())
+                return; // more was queued meanwhile: the next write completion checks again
+            if (!self->drain_wanted_.exchange(false)) return;
+            if (self->handlers_ && self->handlers_->on_drain) self->handlers_->on_drain(self);
+        });
     }
 
     // Gives back what admit() counted, once the bytes were written or dropped.
@@ -633,19 +691,31 @@ private:
     void on_event(const protocol::event& ev, const std::shared_ptr<connection>& self) {
         using protocol::event_type;
         switch (ev.type) {
+        case event_type::message_start:
+            // Partial delivery: the message's first piece (data, or its end when it is empty)
+            // comes next; a waiting async_read is not used up by the header alone.
+            next_piece_first_ = true;
+            return;
         case event_type::message:
-        case event_type::message_end:
+        case event_type::message_data:
+        case event_type::message_end: {
             // Arrived with this read: its time was taken once for all its messages.
             last_activity_ = last_received_;
+            const bool first = ev.type == event_type::message || next_piece_first_;
+            const bool last = ev.type != event_type::message_data;
+            next_piece_first_ = false;
+            // Flow control for pieces as for messages: process_input parses the next event
+            // only after the handler returned, or (async_read) once the next read is waiting.
             if (handler_mode_) {
                 if (handlers_ && handlers_->on_message)
-                    handlers_->on_message(self, {ev.op, ev.data});
+                    handlers_->on_message(self, message_view{ev.op, ev.data, first, last});
             } else if (read_waiter_) {
                 auto done = std::move(read_waiter_);
                 read_waiter_ = {};
-                done(std::error_code{}, message{ev.op, std::string(ev.data)});
+                done(std::error_code{}, message{ev.op, std::string(ev.data), first, last});
             }
             return;
+        }
         case event_type::pong:
             if (handlers_ && handlers_->on_pong) handlers_->on_pong(self, ev.data);
             return;
@@ -667,7 +737,7 @@ private:
             drop_queue(ev.error);
             report_error(ev.error);
             return;
-        default: return; // pings are answered by the session; partial pieces need no action
+        default: return; // pings are answered by the session
         }
     }
 
@@ -1000,6 +1070,7 @@ private:
         for (auto& w : control_waiters_in_flight_) w(ec);
         control_waiters_in_flight_.clear();
         if (finished_) return false;
+        if (!ec) maybe_drain();
         if (ec) {
             if (!result_.error) result_.error = ec;
             finish();
@@ -1193,6 +1264,7 @@ private:
     std::size_t read_end_ = 0;
     bool reading_ = false;
     bool processing_input_ = false;
+    bool next_piece_first_ = true; // partial delivery: the next piece starts a message
     bool error_reported_ = false;
     detail::unique_function<void(std::error_code, message)> read_waiter_;
 
@@ -1209,6 +1281,8 @@ private:
     std::atomic<std::size_t> buffered_{0};
     std::shared_ptr<detail::send_budget> budget_; // shared with other connections, or null
     std::atomic<bool> closing_{false};
+    std::atomic<bool> drain_wanted_{false}; // a send answered backpressure; on_drain is owed
+    bool drain_posted_ = false;             // on the strand: a drain check is queued
     bool closing_requested_ = false;
     bool transport_ending_ = false;
     bool finished_ = false;

@@ -46,7 +46,8 @@
 namespace duplex {
 
 struct server_options {
-    // Open connections plus handshakes in progress; past it new sockets are closed at once.
+    // Upgraded connections plus handshakes in progress (connection_count() +
+    // handshake_count()); past it new sockets are closed at once.
     std::size_t max_connections = 10000;
     // A client must complete the transport handshake and send its whole upgrade request
     // within this time; one that connects and says nothing, or dribbles, is dropped.
@@ -88,8 +89,6 @@ struct request_info {
     }
 };
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
-
 // The application's answer to an upgrade request.
 struct upgrade_decision {
     bool accepted = true;
@@ -111,6 +110,43 @@ struct upgrade_decision {
         d.headers = std::move(headers);
         return d;
     }
+};
+
+// An upgrade decision the application makes later, from any thread (see on_upgrade_async):
+// after a token was checked against a database, say. A copyable handle; the first decision
+// counts and later ones are ignored. The handshake deadline (server_options::handshake_timeout)
+// still runs: a decision that comes too late finds the socket closed and is ignored, and one
+// that never comes closes it at the deadline.
+template <class UserData = no_user_data>
+class pending_upgrade {
+public:
+    using deliver_type = std::function<void(upgrade_decision, UserData)>;
+
+    explicit pending_upgrade(deliver_type deliver)
+        : state_(std::make_shared<state>(std::move(deliver))) {}
+
+    void accept(std::string subprotocol = {}, header_list headers = {}, UserData data = {}) {
+        upgrade_decision d = upgrade_decision::accept(std::move(subprotocol));
+        d.headers = std::move(headers);
+        decide(std::move(d), std::move(data));
+    }
+    void reject(int status, std::string body = {}, header_list headers = {}) {
+        decide(upgrade_decision::reject(status, std::move(body), std::move(headers)));
+    }
+    // `data` becomes the connection's user data when the decision accepts.
+    void decide(upgrade_decision decision, UserData data = {}) {
+        if (state_->decided.exchange(true)) return;
+        state_->deliver(std::move(decision), std::move(data));
+    }
+    bool decided() const noexcept { return state_->decided.load(); }
+
+private:
+    struct state {
+        explicit state(deliver_type d) : deliver(std::move(d)) {}
+        std::atomic<bool> decided{false};
+        deliver_type deliver;
+    };
+    std::shared_ptr<state> state_;
 };
 
 // The answer to a plain HTTP request (a health check, a static page).
@@ -141,6 +177,11 @@ public:
     struct handlers_type : connection_handlers<connection_type> {
         // Decides on each upgrade; without it every valid upgrade is accepted.
         std::function<upgrade_decision(const request_info&, UserData&)> on_upgrade;
+        // Or decides later: when set, it is called instead of on_upgrade, and the handshake
+        // waits (up to handshake_timeout) until the application calls accept, reject or
+        // decide on the handle, from any thread. The request_info is valid during the call
+        // only: copy what the decision needs. io threads stay free while a database answers.
+        std::function<void(const request_info&, pending_upgrade<UserData>)> on_upgrade_async;
         // Answers requests that are not upgrades; without it they get 426 Upgrade Required.
         std::function<http_response(const request_info&)> on_http;
         // accept() failed for lack of resources (EMFILE: out of file descriptors, ...). Called
@@ -171,7 +212,14 @@ public:
     // The port of the first listening socket (useful after listen(host, 0)).
     std::uint16_t port() const { return state_->port(); }
 
-    std::size_t connection_count() const noexcept { return state_->active.load(); }
+    // Upgraded WebSocket connections that have not ended yet (on_open ran, on_close not yet).
+    // Sockets still in their transport handshake or HTTP upgrade, and plain HTTP requests being
+    // answered, are not counted here but in handshake_count().
+    std::size_t connection_count() const noexcept { return state_->upgraded.load(); }
+
+    // Accepted sockets not yet upgraded: in the TLS handshake, sending their HTTP request,
+    // waiting for on_upgrade's decision, or being answered with plain HTTP or a refusal.
+    std::size_t handshake_count() const noexcept { return state_->handshaking.load(); }
 
     // How many accepts failed for lack of resources (EMFILE, ...); each pauses accepting.
     std::size_t accept_errors() const noexcept {
@@ -230,6 +278,7 @@ private:
         std::string response;
         UserData data{};
         bool answering = false; // the request is complete: deciding, then writing the answer
+        bool deciding = false;  // waiting for on_upgrade_async's decision
         bool done = false;
 
         void start() {
@@ -266,6 +315,23 @@ private:
             request_info info{hs.request(), nullptr, remote};
             if (r.status == st::request_ready) {
                 info.upgrade = &hs.upgrade();
+                if (owner->handlers.on_upgrade_async) {
+                    // Not answering yet: stop() may drop this handshake while it waits.
+                    answering = false;
+                    deciding = true;
+                    std::weak_ptr<handshake> weak = this->shared_from_this();
+                    pending_upgrade<UserData> pending(
+                        [weak](upgrade_decision decision, UserData user_data) {
+                            // Gone (deadline passed, server stopped): the decision is moot.
+                            if (auto self = weak.lock())
+                                asio::post(self->strand, [self, d = std::move(decision),
+                                                          u = std::move(user_data)]() mutable {
+                                    self->decided(std::move(d), std::move(u));
+                                });
+                        });
+                    owner->handlers.on_upgrade_async(info, pending);
+                    return;
+                }
                 upgrade_decision decision;
                 if (owner->handlers.on_upgrade) decision = owner->handlers.on_upgrade(info, data);
                 if (!decision.accepted)
@@ -286,6 +352,20 @@ private:
                     {426, "This endpoint speaks WebSocket.\n", {{"Upgrade", "websocket"}}}));
             }
             respond(hs.refusal());
+        }
+
+        // The application's deferred decision, on the handshake's strand.
+        void decided(upgrade_decision decision, UserData user_data) {
+            if (done || !deciding) return;
+            deciding = false;
+            answering = true;
+            if (!decision.accepted)
+                return respond(hs.reject({decision.status, decision.body, decision.headers}));
+            data = std::move(user_data);
+            protocol::accept_options accept;
+            accept.subprotocol = decision.subprotocol;
+            accept.extra_headers = decision.headers;
+            upgrade(hs.accept(accept));
         }
 
         // Writes `bytes` (an HTTP answer or the 101), then continues with `next(self)`.
@@ -330,6 +410,7 @@ private:
         void open() {
             done = true;
             timer.cancel();
+            --owner->handshaking;
             auto c = std::make_shared<connection_type>(std::move(stream), protocol::role::server,
                                                        owner->options.connection, leftover);
             c->data() = std::move(data);
@@ -352,6 +433,7 @@ private:
             timer.cancel();
             Transport::close(stream);
             owner->untrack(this);
+            --owner->handshaking;
             owner->release();
         }
     };
@@ -382,7 +464,12 @@ private:
         std::atomic<std::size_t> accept_errors{0};   // accepts failed for lack of resources
         std::shared_ptr<detail::send_budget> budget; // null when options.send_budget is 0
         asio::steady_timer stop_timer;
-        std::atomic<std::size_t> active{0}; // connections and handshakes
+        // Places taken against max_connections: upgraded connections and handshakes. A socket
+        // keeps its place from accept to on_close; upgraded + handshaking <= active (each
+        // count goes up after active and down before it).
+        std::atomic<std::size_t> active{0};
+        std::atomic<std::size_t> upgraded{0};
+        std::atomic<std::size_t> handshaking{0};
         std::mutex mutex;
         std::unordered_map<connection_type*, connection_ptr> connections;
         std::shared_ptr<const connection_handlers<connection_type>> connection_handlers_copy;
@@ -502,6 +589,7 @@ private:
             }
             if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
             ++active;
+            ++handshaking;
             auto stream = Transport::make_stream(std::move(socket), context);
             std::make_shared<handshake>(this->shared_from_this(), std::move(stream))->start();
         }
@@ -517,6 +605,7 @@ private:
             {
                 std::lock_guard<std::mutex> lock(mutex);
                 connections.emplace(c.get(), c);
+                ++upgraded;
                 if (budget) c->set_send_budget(budget);
                 if (!connection_handlers_copy)
                     connection_handlers_copy = make_connection_handlers();
@@ -543,6 +632,7 @@ private:
                     std::lock_guard<std::mutex> lock(self->mutex);
                     self->connections.erase(conn.get());
                 }
+                --self->upgraded;
                 self->release();
             };
             return std::make_shared<const connection_handlers<connection_type>>(std::move(h));

@@ -703,10 +703,10 @@ TEST_CASE("Graceful shutdown: clients that never answer are cut at the deadline"
     raw_peer mute(server.port());
     mute.send(valid_upgrade);
     raw_peer half(server.port()); // still in its handshake
-    REQUIRE(wait_until([&] { return server.connection_count() == 2; }));
+    REQUIRE(wait_until([&] { return server.connection_count() + server.handshake_count() == 2; }));
     server.stop(300ms);
     CHECK(server_thread.returned_within());
-    CHECK(server.connection_count() == 0);
+    CHECK(server.connection_count() + server.handshake_count() == 0);
 }
 
 TEST_CASE("stop() is safe from inside a handler", "[integration][shutdown]") {
@@ -875,7 +875,7 @@ TEST_CASE("Reconnecting client: gives up after max_attempts consecutive failures
     auto future = gave_up.get_future();
     REQUIRE(future.wait_for(patience) == std::future_status::ready);
     CHECK(future.get() == asio::error::connection_refused);
-    CHECK(client->failures() == 4);
+    CHECK(client->failures() == 3); // exactly max_attempts (issue 12)
 }
 
 TEST_CASE("IPv6: a server on ::1 and a client to ws://[::1]:port", "[integration][ipv6]") {
