@@ -1129,10 +1129,13 @@ private:
         const std::error_code reason =
             result_.error ? result_.error : make_error_code(error::closed);
         // Frames handed to a write stay alive until its completion (a TLS stream still reads
-        // them as its lower-layer writes complete); their senders hear the outcome now.
+        // them as its lower-layer writes complete); their senders hear the outcome now, and
+        // their bytes no longer count as queued: they will never be sent.
         if (!writing_) in_flight_ = 0;
-        for (std::size_t i = 0; i < in_flight_; ++i)
+        for (std::size_t i = 0; i < in_flight_; ++i) {
+            unbuffer(std::exchange(queue_[i].cost, 0));
             if (auto done = std::move(queue_[i].done)) done(reason);
+        }
         drop_queue(reason);
         for (auto& w : control_waiters_) w(reason);
         for (auto& w : control_waiters_in_flight_) w(reason);
