@@ -617,7 +617,7 @@ TEST_CASE("reconnecting_client: 4xx refusals are retried when configured, 503 by
     }
 }
 
-TEST_CASE("on_drain: fired once when the queue falls to the low-water mark after backpressure; "
+TEST_CASE("on_drain: fired once when the queue falls to the low-water mark after backpressure, and "
           "a producer loop driven by it delivers everything in order",
           "[api][drain]") {
     asio::io_context io;
@@ -770,9 +770,10 @@ TEST_CASE("on_upgrade_async: a decision made 100 ms later on another thread, whi
     server.stop(1s);
 }
 
-TEST_CASE("on_upgrade_async: a decision that never comes ends at the handshake deadline; a late "
-          "one is ignored",
-          "[api][async-upgrade]") {
+TEST_CASE(
+    "on_upgrade_async: a decision that never comes ends at the handshake deadline, and a late "
+    "one is ignored",
+    "[api][async-upgrade]") {
     io_thread server_io;
     duplex::server_options options;
     options.handshake_timeout = 200ms;

@@ -105,7 +105,7 @@ void write_to(memory::stream_type& end, asio::io_context& io, const std::string&
 } // namespace
 
 TEST_CASE("send_buffer_limit, admit-one: while at most send_buffer_high_water bytes wait, a "
-          "message of any size is queued; past the mark, one that would pass the limit is "
+          "message of any size is queued, and past the mark one that would pass the limit is "
           "dropped (at exactly the limit it is not)",
           "[limits][backpressure]") {
     asio::io_context io;
@@ -146,7 +146,7 @@ TEST_CASE("send_buffer_limit, admit-one: while at most send_buffer_high_water by
 }
 
 TEST_CASE("Defaults: a message of exactly max_message_size (16 MiB, Autobahn 9.1.6/9.2.6) is "
-          "echoed although its echo costs more than send_buffer_limit; one byte more fails "
+          "echoed although its echo costs more than send_buffer_limit, and one byte more fails "
           "with 1009, and both ends report it",
           "[limits]") {
     asio::io_context io;
@@ -181,7 +181,7 @@ TEST_CASE("Defaults: a message of exactly max_message_size (16 MiB, Autobahn 9.1
 }
 
 TEST_CASE("close_info: after a completed closing handshake a reset of the transport is clean "
-          "(RFC 6455 7.1.1); before it, it is the error",
+          "(RFC 6455 7.1.1), and before it, it is the error",
           "[limits][close]") {
     asio::io_context io;
     auto [a, b] = memory::make_pair(io.get_executor());
