@@ -387,9 +387,9 @@ TEST_CASE("Partial delivery off: every message is one piece with first and last 
     piece_checker check;
     check.expected_sizes = sizes;
     mem_handlers h;
+    std::size_t not_whole = 0; // recorded here, asserted on the test's thread
     h.on_message = [&](const auto&, const duplex::message_view& m) {
-        CHECK(m.first);
-        CHECK(m.last);
+        if (!m.first || !m.last) ++not_whole;
         check.piece(m.type, m.data, m.first, m.last);
     };
     c->start(h);
@@ -398,6 +398,7 @@ TEST_CASE("Partial delivery off: every message is one piece with first and last 
         io, [&] { return check.done(); }, 30s));
     for (const auto& p : check.problems) FAIL_CHECK(p);
     CHECK(check.pieces == sizes.size());
+    CHECK(not_whole == 0);
     c->terminate();
     io.restart();
     io.run_for(100ms);

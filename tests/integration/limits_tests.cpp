@@ -95,11 +95,13 @@ std::string close_frame(std::uint16_t code, bool masked) {
 
 void write_to(memory::stream_type& end, asio::io_context& io, const std::string& bytes) {
     bool written = false;
+    std::error_code write_error;
     asio::async_write(end, asio::buffer(bytes), [&](std::error_code ec, std::size_t) {
-        REQUIRE_FALSE(ec);
+        write_error = ec;
         written = true;
     });
     REQUIRE(run_until(io, [&] { return written; }));
+    REQUIRE_FALSE(write_error);
 }
 
 } // namespace
