@@ -755,7 +755,7 @@ TEST_CASE("1,000 concurrent connections each get their echo", "[integration][sca
     for (auto& p : pending) conns.push_back(get_within(p));
     // A client sees the 101 a moment before the server, whose write of it has yet to
     // complete, counts the connection as upgraded.
-    CHECK(wait_until([&] { return server.connection_count() == count; }));
+    CHECK(wait_until([&] { return server.connection_count() == static_cast<std::size_t>(count); }));
     std::vector<std::future<duplex::message>> replies;
     for (int i = 0; i < count; ++i) {
         conns[static_cast<std::size_t>(i)]->send_text("n" + std::to_string(i));
