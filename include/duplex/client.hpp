@@ -280,14 +280,8 @@ auto async_connect_impl(asio::any_io_executor executor, std::string url, client_
         [executor, refusal](auto handler, std::string u, client_options o,
                             typename Transport::context_type transport_context) {
             auto strand = asio::make_strand(executor);
-            detail::unique_function<void(std::error_code, connection_ptr)> done =
-                [handler = std::move(handler), strand](std::error_code ec,
-                                                       connection_ptr c) mutable {
-                    auto ex = asio::get_associated_executor(handler, strand);
-                    asio::post(ex, [handler = std::move(handler), ec, c = std::move(c)]() mutable {
-                        handler(ec, std::move(c));
-                    });
-                };
+            auto done = detail::post_completion_to<std::error_code, connection_ptr>(
+                std::move(handler), strand);
             protocol::websocket_url parsed;
             std::error_code ec = protocol::parse_websocket_url(u, parsed);
             if (!ec && parsed.secure != Transport::is_secure) ec = error::bad_url;
@@ -472,24 +466,19 @@ private:
             std::lock_guard<std::mutex> lock(mutex_);
             current_ = c;
         }
-        connection_handlers<connection_type> h = handlers_;
-        auto user_close = std::move(h.on_close);
-        // Weak: this object holds the connection (current_), so a strong reference would be a
-        // cycle.
-        h.on_close = [weak = std::weak_ptr<reconnecting_client>(this->shared_from_this()),
-                      user_close](const connection_ptr& conn, const close_info& info) {
-            if (user_close) user_close(conn, info);
-            auto self = weak.lock();
-            if (!self) return;
-            asio::dispatch(self->strand_, [self, info] {
-                {
-                    std::lock_guard<std::mutex> lock(self->mutex_);
-                    self->current_.reset();
-                }
-                self->retry(info.error);
-            });
-        };
-        c->start(std::move(h));
+        // This object holds the connection (current_): it is told weakly.
+        c->start(detail::notify_on_close(
+            handlers_, std::weak_ptr<reconnecting_client>(this->shared_from_this()),
+            [](const std::shared_ptr<reconnecting_client>& self, const connection_ptr&,
+               const close_info& info) {
+                asio::dispatch(self->strand_, [self, info] {
+                    {
+                        std::lock_guard<std::mutex> lock(self->mutex_);
+                        self->current_.reset();
+                    }
+                    self->retry(info.error);
+                });
+            }));
     }
 
     void retry(std::error_code ec) {

@@ -12,11 +12,17 @@
 //
 // Threads: every handler of a connection runs on the connection's strand, never two at once.
 // send(), close() and the async_ operations may be called from any thread.
+//
+// This file holds the public types and the class with its public API; the implementation is
+// split by path (docs/design.md, "The connection's shape"): detail/connection_read.hpp,
+// detail/connection_write.hpp (with the I/O-free detail/write_queue.hpp) and
+// detail/connection_close.hpp (lifecycle, failures, close handshake, and the timer over the
+// I/O-free detail/deadlines.hpp).
 #pragma once
 
-#include "detail/buffer_cache.hpp"
-#include "detail/fifo.hpp"
+#include "detail/deadlines.hpp"
 #include "detail/unique_function.hpp"
+#include "detail/write_queue.hpp"
 #include "error.hpp"
 #include "protocol/session.hpp"
 #include "shared_message.hpp"
@@ -192,6 +198,35 @@ struct writes_now<
     T, std::void_t<decltype(T::write_now(std::declval<typename T::stream_type&>(),
                                          std::declval<const std::vector<asio::const_buffer>&>(),
                                          std::declval<std::error_code&>()))>> : std::true_type {};
+
+// Wraps an asynchronous operation's handler so that it runs on its own associated executor (a
+// coroutine's, a strand's), else on `fallback`, and never inside the call that completes it.
+template <class... Args, class Handler, class Executor>
+unique_function<void(Args...)> post_completion_to(Handler handler, const Executor& fallback) {
+    return [handler = std::move(handler), fallback](Args... args) mutable {
+        auto ex = asio::get_associated_executor(handler, fallback);
+        asio::post(ex, [handler = std::move(handler),
+                        values = std::make_tuple(std::move(args)...)]() mutable {
+            std::apply(handler, std::move(values));
+        });
+    };
+}
+
+// The handlers `h`, with on_close also calling `closed(owner, connection, info)` after the
+// application's on_close, while `owner` lives. Weak: an owner (a server, a reconnecting
+// client) holds its connections, so a strong reference would be a cycle that outlives an
+// io_context stopped before the connection ended.
+template <class Connection, class Owner, class Closed>
+connection_handlers<Connection> notify_on_close(connection_handlers<Connection> h,
+                                                std::weak_ptr<Owner> owner, Closed closed) {
+    h.on_close = [owner = std::move(owner), user_close = std::move(h.on_close),
+                  closed = std::move(closed)](const std::shared_ptr<Connection>& c,
+                                              const close_info& info) {
+        if (user_close) user_close(c, info);
+        if (auto self = owner.lock()) closed(self, c, info);
+    };
+    return h;
+}
 } // namespace detail
 
 template <class Transport, class UserData = no_user_data>
@@ -208,9 +243,8 @@ public:
     connection(stream_type stream, protocol::role role, connection_options options = {},
                std::string_view initial_bytes = {})
         : stream_(std::move(stream)), strand_(asio::make_strand(stream_.get_executor())),
-          timer_(strand_), options_(options), session_(role, options.protocol),
-          remote_(Transport::remote_endpoint(stream_)), last_received_(clock::now()),
-          last_activity_(last_received_) {
+          options_(options), session_(role, options.protocol),
+          remote_(Transport::remote_endpoint(stream_)), timer_(strand_), deadlines_(clock::now()) {
         if (!initial_bytes.empty()) keep_input(initial_bytes.data(), initial_bytes.size());
     }
 
@@ -307,8 +341,9 @@ public:
     // Starts the closing handshake after the messages already queued. Idempotent.
     void close(std::uint16_t code = static_cast<std::uint16_t>(protocol::close_code::normal),
                std::string reason = {}) {
-        // Visible at once to this caller: a send() on the next line answers `closed`.
-        mark_closing();
+        // Visible at once to this caller: a send() on the next line answers `closed`. The
+        // phase itself changes on the strand.
+        publish_closing();
         asio::dispatch(strand_,
                        [self = this->shared_from_this(), code, r = std::move(reason)]() mutable {
                            self->request_close(code, std::move(r));
@@ -321,9 +356,9 @@ public:
     // Cuts the transport now, without a close handshake (a server's grace period is over).
     void terminate() {
         asio::dispatch(strand_, [self = this->shared_from_this()] {
-            if (self->finished_) return;
-            if (!self->result_.error && self->session_.state() != protocol::session_state::closed)
-                self->result_.error = error::timed_out;
+            if (self->finished()) return;
+            if (self->session_.state() != protocol::session_state::closed)
+                self->fail(error::timed_out);
             self->finish();
         });
     }
@@ -335,7 +370,7 @@ public:
     add_close_observer(detail::unique_function<void(const std::shared_ptr<connection>&)> observer) {
         asio::dispatch(strand_,
                        [self = this->shared_from_this(), observer = std::move(observer)]() mutable {
-                           if (self->finished_)
+                           if (self->finished())
                                observer(self);
                            else
                                self->close_observers_.push_back(std::move(observer));
@@ -350,7 +385,8 @@ public:
     auto async_read(CompletionToken&& token) {
         return asio::async_initiate<CompletionToken, void(std::error_code, message)>(
             [self = this->shared_from_this()](auto handler) {
-                auto done = self->template wrap<std::error_code, message>(std::move(handler));
+                auto done = detail::post_completion_to<std::error_code, message>(std::move(handler),
+                                                                                 self->strand_);
                 asio::dispatch(self->strand_, [self, done = std::move(done)]() mutable {
                     self->start_read(std::move(done));
                 });
@@ -363,7 +399,8 @@ public:
     auto async_send(opcode type, std::string payload, CompletionToken&& token) {
         return asio::async_initiate<CompletionToken, void(std::error_code)>(
             [self = this->shared_from_this(), type](auto handler, std::string data) {
-                auto done = self->template wrap<std::error_code>(std::move(handler));
+                auto done =
+                    detail::post_completion_to<std::error_code>(std::move(handler), self->strand_);
                 const std::size_t cost = data.size() + protocol::max_frame_header_size;
                 // The same bounds as send(): a slow reader must not grow our memory.
                 if (self->admit(cost) == send_status::dropped)
@@ -381,10 +418,12 @@ public:
     auto async_ping(std::string payload, CompletionToken&& token) {
         return asio::async_initiate<CompletionToken, void(std::error_code)>(
             [self = this->shared_from_this()](auto handler, std::string data) {
-                auto done = self->template wrap<std::error_code>(std::move(handler));
+                auto done =
+                    detail::post_completion_to<std::error_code>(std::move(handler), self->strand_);
                 asio::dispatch(self->strand_,
                                [self, data = std::move(data), done = std::move(done)]() mutable {
-                                   if (self->finished_) return done(make_error_code(error::closed));
+                                   if (self->finished())
+                                       return done(make_error_code(error::closed));
                                    if (auto ec = self->session_.ping(data)) return done(ec);
                                    self->control_waiters_.push_back(std::move(done));
                                    self->flush();
@@ -399,10 +438,11 @@ public:
     auto async_close(std::uint16_t code, std::string reason, CompletionToken&& token) {
         return asio::async_initiate<CompletionToken, void(std::error_code)>(
             [self = this->shared_from_this(), code](auto handler, std::string why) {
-                auto done = self->template wrap<std::error_code>(std::move(handler));
+                auto done =
+                    detail::post_completion_to<std::error_code>(std::move(handler), self->strand_);
                 asio::dispatch(self->strand_, [self, code, why = std::move(why),
                                                done = std::move(done)]() mutable {
-                    if (self->finished_) return done(self->result_.error);
+                    if (self->finished()) return done(self->result_.error);
                     self->close_waiters_.push_back(std::move(done));
                     self->request_close(code, std::move(why));
                 });
@@ -414,24 +454,103 @@ public:
     const close_info& result() const noexcept { return result_; }
 
 private:
-    struct outgoing {
-        std::string bytes;      // header room, then the payload (see with_header_room)
-        shared_message shared;  // or a frame shared with other connections, written as it is
-        std::size_t offset = 0; // where the frame starts in `bytes`: its header's first byte
-        std::size_t cost = 0;   // what it added to buffered_
-        detail::unique_function<void(std::error_code)> done;
-        bool close_marker = false; // close() queued behind earlier messages
-        std::uint16_t close_code = 0;
-        std::string close_reason;
-        // Or: the header in `bytes`, the payload still in the bytes being parsed (see
-        // append_message); never left queued past the read that delivered it.
-        std::string_view borrowed;
+    using done_handler = detail::unique_function<void(std::error_code)>;
+    using read_handler = detail::unique_function<void(std::error_code, message)>;
 
-        std::string_view wire_bytes() const noexcept {
-            if (shared) return shared.frame_bytes();
-            return std::string_view(bytes).substr(offset);
-        }
+    // ---- lifecycle and failures (detail/connection_close.hpp) ------------------------------
+    //
+    // The lifecycle is one field, phase_, moved forward only by advance(), which performs each
+    // phase's entry actions (docs/design.md, "The connection's shape"):
+    //
+    //   open ──> closing ──> ending ──> finished
+    //     └─────────┴───────────┴──────────^   (abort, transport end, close deadline, terminate)
+    //
+    // How far the close handshake itself got (our close frame sent, the peer's received) is
+    // the protocol session's state; the phase is what the connection does about it.
+    enum class phase : unsigned char {
+        open,     // messages flow both ways
+        closing,  // a close was requested, sent or received, or we failed the connection: no
+                  // new messages are queued; the close deadline runs
+        ending,   // our side is done: the transport is being shut down, or drained until the
+                  // peer ends it
+        finished, // the transport is closed and everyone waiting was told; nothing runs again
     };
+
+    bool finished() const noexcept { return phase_ == phase::finished; }
+    void advance(phase next);
+    void finish() { advance(phase::finished); }
+    void publish_closing() noexcept { closing_.store(true, std::memory_order_relaxed); }
+    void on_finished();
+    bool fail(std::error_code ec);
+    bool fail(std::error_code ec, std::uint16_t code, std::string reason);
+    void abort(std::error_code ec);
+    void fail_slow_reader();
+    void on_transport_end(std::error_code ec);
+    void note_close_frames();
+
+    // ---- closing and timers (detail/connection_close.hpp) ----------------------------------
+    void request_close(std::uint16_t code, std::string reason);
+    void end_transport();
+    void drain();
+    void arm_timer();
+    void on_timer();
+
+    // ---- send limits and the drain signal (detail/connection_write.hpp) --------------------
+    bool over_send_limit(std::size_t before, std::size_t cost) const noexcept;
+    send_status admit(std::size_t cost);
+    void unbuffer(std::size_t cost) noexcept;
+    std::size_t low_water() const noexcept;
+    void arm_drain();
+    void maybe_drain();
+
+    // ---- reading (detail/connection_read.hpp) ----------------------------------------------
+    static constexpr bool transport_reads_when_ready = detail::reads_when_ready<Transport>::value;
+    bool reads_when_ready() const noexcept {
+        return transport_reads_when_ready && !options_.hold_read_buffer;
+    }
+    static char* thread_buffer(std::size_t size);
+    void ensure_read_buffer(std::size_t at_least);
+    void keep_input(const char* data, std::size_t size);
+    void release_read_buffer();
+    void start_read(read_handler done);
+    bool wants_input() const noexcept;
+    void resume_input();
+    void do_read();
+    void on_read(std::error_code ec, std::size_t n);
+    void on_readable(std::error_code ec);
+    void received(char* data, std::size_t n);
+    void process_input();
+    void on_event(const protocol::event& ev, const std::shared_ptr<connection>& self);
+    void deliver(const protocol::event& ev, const std::shared_ptr<connection>& self);
+
+    // ---- writing (detail/connection_write.hpp) ---------------------------------------------
+    static constexpr bool transport_writes_now = detail::writes_now<Transport>::value;
+    static std::string with_header_room(std::string_view payload);
+    std::error_code prepare_frame(opcode type, std::string_view payload, std::size_t cost,
+                                  protocol::frame_prefix& prefix);
+    void queue_message(opcode type, std::string framed, std::size_t cost, done_handler done);
+    void queue_shared(shared_message message, std::size_t cost);
+    void append_message(opcode type, std::string_view payload, std::size_t cost);
+    bool is_unparsed_input(std::string_view bytes) const noexcept;
+    void drop_queue(std::error_code ec);
+    void note_sent();
+    void flush();
+    void write_answers_before_close();
+    void send_pending_close();
+    bool start_write(bool data_only = false);
+    void on_write(std::error_code ec);
+    bool complete_write(std::error_code ec);
+
+    // Bounds what pings from a peer that does not read can pile up as pongs.
+    static constexpr std::size_t control_backlog_limit = 64U * 1024U;
+    static constexpr std::size_t max_gather = 64;
+    static constexpr std::size_t max_batch = 1U << 20;
+    static constexpr std::size_t max_held_read_size = 256U * 1024U;
+    // Readiness transports read into one buffer per thread, lent to whichever connection the
+    // thread serves; a connection owns a buffer only for bytes it must keep between reads.
+    static constexpr std::size_t min_thread_buffer = 64U * 1024U;
+    // Below this a copy costs less than a second buffer in the gathered write.
+    static constexpr std::size_t min_borrowed_size = 1024;
 
     // async_write keeps a copy of its buffer sequence: a view of gather_ copies in two words
     // what a vector would copy with an allocation on every write.
@@ -444,860 +563,57 @@ private:
         const_iterator end() const noexcept { return first + count; }
     };
 
-    // Bounds what pings from a peer that does not read can pile up as pongs.
-    static constexpr std::size_t control_backlog_limit = 64U * 1024U;
-
-    // Completion handlers run on their own associated executor (for a coroutine, its own),
-    // never inside the call that started the operation.
-    template <class... Args, class Handler>
-    detail::unique_function<void(Args...)> wrap(Handler handler) {
-        return [handler = std::move(handler), strand = strand_](Args... args) mutable {
-            auto ex = asio::get_associated_executor(handler, strand);
-            asio::post(ex, [handler = std::move(handler),
-                            values = std::make_tuple(std::move(args)...)]() mutable {
-                std::apply(handler, std::move(values));
-            });
-        };
-    }
-
-    // Admit-one (see send_buffer_limit): only past the high-water mark can a message be refused.
-    bool over_send_limit(std::size_t before, std::size_t cost) const noexcept {
-        return before > options_.send_buffer_high_water &&
-               before + cost > options_.send_buffer_limit;
-    }
-
-    // Counts `cost` bytes against the send buffer. Past the limit nothing is counted, and the
-    // connection is failed as a slow reader.
-    // A shared budget (a server's send_budget) bounds the sum over many connections: past it,
-    // a connection that already has something queued is failed as a slow reader, while one
-    // with an empty queue may still queue its message, so that connections whose peers read
-    // are not starved by those that do not.
-    send_status admit(std::size_t cost) {
-        const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
-        bool over = over_send_limit(before, cost);
-        if (!over && budget_) {
-            const std::size_t shared = budget_->used.fetch_add(cost, std::memory_order_relaxed);
-            if (before != 0 && shared + cost > budget_->limit) {
-                budget_->used.fetch_sub(cost, std::memory_order_relaxed);
-                over = true;
-            }
-        }
-        if (over) {
-            buffered_.fetch_sub(cost, std::memory_order_relaxed);
-            asio::dispatch(strand_,
-                           [self = this->shared_from_this()] { self->fail_slow_reader(); });
-            return send_status::dropped;
-        }
-        if (before + cost <= options_.send_buffer_high_water) return send_status::ok;
-        arm_drain();
-        return send_status::backpressure;
-    }
-
-    // ---- the drain signal ---------------------------------------------------------------
-    //
-    // A sender on any thread arms it (arm_drain); the strand fires it after a write brought the
-    // queue down (maybe_drain). Each side writes its own variable, then reads the other's,
-    // with a fence between, so at least one of them sees both: no drain is lost.
-
-    std::size_t low_water() const noexcept {
-        return std::min(options_.send_buffer_low_water, options_.send_buffer_high_water);
-    }
-
-    void arm_drain() {
-        if (drain_wanted_.exchange(true)) return;
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        // The writes may have emptied the queue before the flag was up: check on the strand.
-        if (buffered_.load(std::memory_order_relaxed) <= low_water())
-            asio::post(strand_, [self = this->shared_from_this()] { self->maybe_drain(); });
-    }
-
-    // On the strand, after bytes left the queue. Posted, so that on_drain never runs inside
-    // the send() (or handler) that is emptying the queue.
-    void maybe_drain() {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (drain_posted_ || finished_ || !drain_wanted_.load(std::memory_order_relaxed) ||
-            buffered_.load(std::memory_order_relaxed) > low_water())
-            return;
-        drain_posted_ = true;
-        asio::post(strand_, [self = this->shared_from_this()] {
-            self->drain_posted_ = false;
-            if (self->finished_ ||
-                self->buffered_.load(std::memory_order_relaxed) > self->low_water())
-                return; // more was queued meanwhile: the next write completion checks again
-            if (!self->drain_wanted_.exchange(false)) return;
-            if (self->handlers_ && self->handlers_->on_drain) self->handlers_->on_drain(self);
-        });
-    }
-
-    // Gives back what admit() counted, once the bytes were written or dropped.
-    void unbuffer(std::size_t cost) noexcept {
-        buffered_.fetch_sub(cost, std::memory_order_relaxed);
-        if (budget_) budget_->used.fetch_sub(cost, std::memory_order_relaxed);
-    }
-
-    // ---- reading -----------------------------------------------------------------------
-
-    static constexpr bool transport_reads_when_ready = detail::reads_when_ready<Transport>::value;
-
-    static constexpr bool transport_writes_now = detail::writes_now<Transport>::value;
-
-    bool reads_when_ready() const noexcept {
-        return transport_reads_when_ready && !options_.hold_read_buffer;
-    }
-
-    // Readiness transports read into one buffer per thread, lent to whichever connection the
-    // thread serves; a connection owns a buffer only for bytes it must keep between reads.
-    static constexpr std::size_t min_thread_buffer = 64U * 1024U;
-
-    char* thread_buffer(std::size_t size) {
-        thread_local std::unique_ptr<char[]> buffer;
-        thread_local std::size_t capacity = 0;
-        if (capacity < size) {
-            buffer = std::make_unique<char[]>(size);
-            capacity = size;
-        }
-        return buffer.get();
-    }
-
-    void ensure_read_buffer(std::size_t at_least) {
-        const std::size_t size =
-            reads_when_ready() ? at_least : std::max(at_least, options_.read_buffer_size);
-        if (!read_buffer_ || read_capacity_ < size) {
-            read_buffer_ = std::make_unique<char[]>(size);
-            read_capacity_ = size;
-        }
-    }
-
-    // Copies unparsed bytes into the connection's own buffer (initial bytes after the HTTP
-    // head, or what a satisfied async_read left in the thread's buffer).
-    void keep_input(const char* data, std::size_t size) {
-        if (data == read_buffer_.get()) return;
-        ensure_read_buffer(size);
-        std::memmove(read_buffer_.get(), data, size);
-        input_ = read_buffer_.get();
-        read_begin_ = 0;
-        read_end_ = size;
-    }
-
-    void start_read(detail::unique_function<void(std::error_code, message)> done) {
-        if (handler_mode_ || read_waiter_) return done(error::operation_in_progress, message{});
-        if (finished_)
-            return done(result_.error ? result_.error : make_error_code(error::closed), message{});
-        read_waiter_ = std::move(done);
-        if (!timer_armed_) arm_timer();
-        process_input();
-    }
-
-    // While closing, input is read whatever the application asked for: the peer's close frame
-    // or its end of the transport is what completes the close.
-    bool wants_input() const noexcept {
-        return handler_mode_ || static_cast<bool>(read_waiter_) || is_closing();
-    }
-
-    void do_read() {
-        if (reading_ || finished_) return;
-        reading_ = true;
-        if constexpr (transport_reads_when_ready) {
-            if (reads_when_ready()) {
-                Transport::async_wait_readable(
-                    stream_, asio::bind_executor(
-                                 strand_, [self = this->shared_from_this()](std::error_code ec) {
-                                     self->on_readable(ec);
-                                 }));
-                return;
-            }
-        }
-        ensure_read_buffer(held_read_size_);
-        stream_.async_read_some(
-            asio::buffer(read_buffer_.get(), read_capacity_),
-            asio::bind_executor(
-                strand_, [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
-                    self->on_read(ec, n);
-                }));
-    }
-
-    void on_read(std::error_code ec, std::size_t n) {
-        reading_ = false;
-        // The buffer was the read's until now, even after finish() (see release_read_buffer).
-        if (finished_) return release_read_buffer();
-        if (ec) return on_transport_end(ec);
-        if constexpr (transport_reads_when_ready) {
-            // hold_read_buffer over TCP: a read that filled the buffer says messages are
-            // larger than it; the next reads get more room, so that one read holds a whole
-            // message and it is delivered (and echoed) without being reassembled.
-            if (n == read_capacity_ && read_capacity_ < max_held_read_size)
-                held_read_size_ = std::min(2 * read_capacity_, max_held_read_size);
-        }
-        received(read_buffer_.get(), n);
-    }
-
-    void on_readable(std::error_code ec) {
-        reading_ = false;
-        if (finished_) return;
-        if (ec) return on_transport_end(ec);
-        const std::size_t size = std::max(options_.read_buffer_size, min_thread_buffer);
-        char* buffer = thread_buffer(size);
-        const std::size_t n = Transport::read_now(stream_, asio::buffer(buffer, size), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) return do_read();
-        if (ec) return on_transport_end(ec);
-        received(buffer, n);
-    }
-
-    void received(char* data, std::size_t n) {
-        last_received_ = clock::now();
-        awaiting_pong_ = false; // anything from the peer proves it is alive
-        input_ = data;
-        read_begin_ = 0;
-        read_end_ = n;
-        process_input();
-    }
-
-    // Feeds unparsed bytes to the session and acts on its events. Stops early only when an
-    // async_read was satisfied; the rest waits in the buffer for the next one.
-    void process_input() {
-        if (finished_ || processing_input_) return;
-        processing_input_ = true;
-        const auto self = this->shared_from_this(); // one reference per read, not per message
-        while (!finished_ && wants_input()) {
-            const auto r = session_.receive(input_ + read_begin_, read_end_ - read_begin_);
-            read_begin_ += r.consumed;
-            if (r.ev.type == protocol::event_type::none) break;
-            if (r.ev.type == protocol::event_type::close ||
-                r.ev.type == protocol::event_type::error)
-                write_answers_before_close();
-            on_event(r.ev, self);
-        }
-        processing_input_ = false;
-        if (finished_) return;
-        if (session_.pending_output().size() > control_backlog_limit)
-            return abort(make_error_code(error::control_backlog));
-        // Before anything moves the input: answers may still be borrowing it.
-        flush();
-        if (finished_) return;
-        if (borrowed_frames_ > 0) own_borrowed();
-        // The thread's buffer is lent only for this call.
-        if (read_begin_ != read_end_) keep_input(input_ + read_begin_, read_end_ - read_begin_);
-        if (read_begin_ == read_end_) {
-            read_begin_ = read_end_ = 0;
-            if (reads_when_ready() && read_buffer_) {
-                read_buffer_.reset(); // an idle connection keeps no receive buffer
-                read_capacity_ = 0;
-                input_ = nullptr;
-            }
-            if (wants_input()) do_read();
-        }
-    }
-
-    void on_event(const protocol::event& ev, const std::shared_ptr<connection>& self) {
-        using protocol::event_type;
-        switch (ev.type) {
-        case event_type::message_start:
-            // Partial delivery: the message's first piece (data, or its end when it is empty)
-            // comes next; a waiting async_read is not used up by the header alone.
-            next_piece_first_ = true;
-            return;
-        case event_type::message:
-        case event_type::message_data:
-        case event_type::message_end: {
-            // Arrived with this read: its time was taken once for all its messages.
-            last_activity_ = last_received_;
-            const bool first = ev.type == event_type::message || next_piece_first_;
-            const bool last = ev.type != event_type::message_data;
-            next_piece_first_ = false;
-            // Flow control for pieces as for messages: process_input parses the next event
-            // only after the handler returned, or (async_read) once the next read is waiting.
-            if (handler_mode_) {
-                if (handlers_ && handlers_->on_message)
-                    handlers_->on_message(self, message_view{ev.op, ev.data, first, last});
-            } else if (read_waiter_) {
-                auto done = std::move(read_waiter_);
-                read_waiter_ = {};
-                done(std::error_code{}, message{ev.op, std::string(ev.data), first, last});
-            }
-            return;
-        }
-        case event_type::pong:
-            if (handlers_ && handlers_->on_pong) handlers_->on_pong(self, ev.data);
-            return;
-        case event_type::close:
-            // The session queued the echo (5.5.1). Messages still queued are not sent: no data
-            // may follow our close frame.
-            if (!result_.error) { // a reply to our failure does not replace its code
-                result_.code = ev.code;
-                result_.reason = std::string(ev.data);
-            }
-            begin_closing();
-            drop_queue(make_error_code(error::closed));
-            return;
-        case event_type::error:
-            result_.code = ev.code;
-            result_.reason = ev.error.message();
-            result_.error = ev.error;
-            begin_closing();
-            drop_queue(ev.error);
-            report_error(ev.error);
-            return;
-        default: return; // pings are answered by the session
-        }
-    }
-
-    // The transport ended or failed. After a completed close handshake that is clean however
-    // it ends (7.1.1 lets the server reset the TCP connection); while draining after failing
-    // the connection, an orderly end is what we wait for.
-    void on_transport_end(std::error_code ec) {
-        const bool handshake_done = session_.state() == protocol::session_state::closed;
-        const bool failed = session_.state() == protocol::session_state::failed;
-        if (handshake_done || (failed && Transport::is_clean_end(ec))) return finish();
-        if (!result_.error) result_.error = ec;
-        if (!handshake_done && !failed) {
-            result_.code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
-        }
-        finish();
-    }
-
-    void note_close_frames() {
-        result_.sent_code = session_.sent_close_code();
-        result_.received_code = session_.peer_close_code();
-        result_.initiator = session_.initiator();
-    }
-
-    // ---- writing -----------------------------------------------------------------------
-
-    // The one copy of a payload a send makes: it leaves room in front for the longest header,
-    // so that the strand can write the header in place instead of copying the payload again.
-    static std::string with_header_room(std::string_view payload) {
-        std::string framed;
-        // Never in the string's inline storage: the write in progress points into these bytes
-        // while the queue may move its elements.
-        framed.reserve(std::max<std::size_t>(protocol::max_frame_header_size + payload.size(),
-                                             sizeof(std::string) + 1));
-        framed.resize(protocol::max_frame_header_size + payload.size());
-        if (!payload.empty())
-            std::memcpy(&framed[protocol::max_frame_header_size], payload.data(), payload.size());
-        return framed;
-    }
-
-    // The header of a whole message, from the session; on failure the message's cost goes back
-    // to the send buffer.
-    std::error_code prepare_frame(opcode type, std::string_view payload, std::size_t cost,
-                                  protocol::frame_prefix& prefix) {
-        const std::error_code ec = finished_ || closing_requested_
-                                       ? make_error_code(error::closed)
-                                       : session_.prepare_send(type, payload, true, prefix);
-        if (ec) unbuffer(cost);
-        return ec;
-    }
-
-    void queue_message(opcode type, std::string framed, std::size_t cost,
-                       detail::unique_function<void(std::error_code)> done) {
-        constexpr std::size_t room = protocol::max_frame_header_size;
-        char* const payload_start = &framed[room];
-        const std::string_view payload(payload_start, framed.size() - room);
-        protocol::frame_prefix prefix;
-        if (const auto ec = prepare_frame(type, payload, cost, prefix)) {
-            if (done) done(ec);
-            return;
-        }
-        outgoing frame;
-        frame.offset = room - prefix.size;
-        std::memcpy(&framed[frame.offset], prefix.bytes, prefix.size);
-        if (prefix.masked) protocol::apply_mask(payload_start, payload.size(), prefix.key);
-        frame.bytes = std::move(framed);
-        frame.cost = cost;
-        frame.done = std::move(done);
-        queue_.push_back(std::move(frame));
-        note_sent();
-    }
-
-    void queue_shared(shared_message message, std::size_t cost) {
-        if (session_.get_role() == protocol::role::client) {
-            // Every client frame needs its own masking key: copy, as send() does.
-            return queue_message(message.type(), with_header_room(message.payload()), cost, {});
-        }
-        protocol::frame_prefix prefix;
-        std::error_code ec;
-        if (finished_ || closing_requested_)
-            ec = error::closed;
-        else
-            ec = session_.prepare_whole_message(message.type(), message.payload().size(), prefix);
-        if (ec) {
-            unbuffer(cost);
-            return;
-        }
-        // An unmasked server header depends only on opcode and length: the shared frame's own
-        // header is the one the session just made.
-        outgoing frame;
-        frame.shared = std::move(message);
-        frame.cost = cost;
-        queue_.push_back(std::move(frame));
-        note_sent();
-    }
-
-    void request_close(std::uint16_t code, std::string reason) {
-        if (finished_ || closing_requested_ || session_.state() != protocol::session_state::open)
-            return;
-        closing_requested_ = true;
-        begin_closing();
-        outgoing marker;
-        marker.close_marker = true;
-        marker.close_code = code;
-        marker.close_reason = std::move(reason);
-        queue_.push_back(std::move(marker));
-        resume_input(); // the peer's close is what completes ours
-    }
-
-    // The peer reads too slowly for what we send: stop queueing, tell it why, and let the
-    // close deadline cut the transport if it does not read even that.
-    void fail_slow_reader() {
-        if (finished_ || session_.state() != protocol::session_state::open) return;
-        result_.error = error::send_buffer_full;
-        result_.code = static_cast<std::uint16_t>(protocol::close_code::policy_violation);
-        result_.reason = "send buffer limit";
-        drop_queue(make_error_code(error::send_buffer_full));
-        report_error(make_error_code(error::send_buffer_full));
-        (void)session_.close(protocol::close_code::policy_violation, "send buffer limit");
-        begin_closing();
-        resume_input();
-    }
-
-    // After close() or a failure: write what is queued and make sure input is being read. Never
-    // parses from inside a handler (process_input is running then): that would deliver the
-    // next event inside the current one and free the view the handler is looking at.
-    void resume_input() {
-        if (reading_ || processing_input_)
-            flush();
-        else
-            process_input();
-    }
-
-    void drop_queue(std::error_code ec) {
-        // Frames already handed to the transport stay until their write completes.
-        while (queue_.size() > in_flight_) {
-            auto frame = std::move(queue_.back());
-            queue_.pop_back();
-            if (!frame.borrowed.empty()) --borrowed_frames_;
-            unbuffer(frame.cost);
-            if (frame.done) frame.done(ec);
-        }
-    }
-
-    // Copies one whole message into the queue: appended to the last queued frame's bytes when
-    // that one is not being written yet, so a burst of small answers becomes one buffer, one
-    // allocation and one element of the gathered write.
-    void append_message(opcode type, std::string_view payload, std::size_t cost) {
-        protocol::frame_prefix prefix;
-        if (prepare_frame(type, payload, cost, prefix)) return;
-        if (transport_writes_now && !prefix.masked && payload.size() >= min_borrowed_size &&
-            is_unparsed_input(payload)) {
-            // Echoing or forwarding what this read delivered: the payload is written from
-            // where it was read (flush runs before process_input lets go of those bytes), and
-            // copied only if the socket does not take it at once.
-            outgoing frame;
-            frame.bytes.assign(reinterpret_cast<const char*>(prefix.bytes), prefix.size);
-            frame.borrowed = payload;
-            frame.cost = cost;
-            queue_.push_back(std::move(frame));
-            ++borrowed_frames_;
-            return note_sent();
-        }
-        const std::size_t size = prefix.size + payload.size();
-        outgoing* tail = queue_.size() > in_flight_ ? &queue_.back() : nullptr;
-        if (tail && (tail->close_marker || tail->shared || tail->done || !tail->borrowed.empty() ||
-                     tail->bytes.size() + size > append_limit))
-            tail = nullptr;
-        if (!tail) {
-            outgoing frame;
-            // On the heap, never in the string's inline storage (see with_header_room).
-            frame.bytes = detail::buffer_cache::take(size);
-            queue_.push_back(std::move(frame));
-            tail = &queue_.back();
-        }
-        const std::size_t at = tail->bytes.size();
-        tail->bytes.append(reinterpret_cast<const char*>(prefix.bytes), prefix.size);
-        tail->bytes.append(payload.data(), payload.size());
-        if (prefix.masked)
-            protocol::apply_mask(&tail->bytes[at + prefix.size], payload.size(), prefix.key);
-        tail->cost += cost;
-        note_sent();
-    }
-
-    bool is_unparsed_input(std::string_view bytes) const noexcept {
-        if (!processing_input_ || input_ == nullptr) return false;
-        const std::less_equal<const char*> not_after;
-        return not_after(input_, bytes.data()) &&
-               not_after(bytes.data() + bytes.size(), input_ + read_end_);
-    }
-
-    // Gives every frame that still borrows input bytes a copy of its own.
-    void own_borrowed() {
-        for (auto& frame : queue_) {
-            if (frame.borrowed.empty()) continue;
-            std::string owned =
-                detail::buffer_cache::take(frame.bytes.size() + frame.borrowed.size());
-            owned.append(frame.bytes);
-            owned.append(frame.borrowed.data(), frame.borrowed.size());
-            frame.bytes = std::move(owned);
-            frame.borrowed = {};
-        }
-        borrowed_frames_ = 0;
-    }
-
-    void note_sent() {
-        // Inside process_input the read's own time is recent enough for the idle timeout.
-        last_activity_ = processing_input_ ? last_received_ : clock::now();
-        flush_unless_processing();
-    }
-
-    // A handler answering a message runs inside process_input, which writes once when the
-    // whole read has been parsed: one write per read, not one per answer.
-    void flush_unless_processing() {
-        if (!processing_input_) flush();
-    }
-
-    // Starts one gathered write of everything writable: control frames first (pongs and close
-    // replies must not wait behind data), then queued messages in order, up to a close marker.
-    void flush() {
-        while (start_write()) {
-        }
-    }
-
-    // A close frame, ours or the peer's, or a protocol error is next: answers to the messages
-    // before it go out first, as they would have had each been written as it was sent. They
-    // were framed while the connection was open, and our close frame is still unwritten.
-    void write_answers_before_close() {
-        while (queue_.size() > in_flight_ && start_write(true)) {
-        }
-    }
-
-    // Starts one write; true when it completed at once and there may be more to write.
-    // data_only: the queued messages alone, whatever the session's state; no control frames.
-    bool start_write(bool data_only = false) {
-        if (writing_ || finished_) return false;
-        while (!data_only && !queue_.empty() && queue_.front().close_marker) {
-            const auto code = queue_.front().close_code;
-            const auto reason = std::move(queue_.front().close_reason);
-            queue_.pop_front();
-            if (auto ec = session_.close(code, reason)) {
-                // An invalid code or reason from the application: close with 1000 instead.
-                (void)ec;
-                (void)session_.close(protocol::close_code::normal);
-            }
-            drop_queue(make_error_code(error::closed));
-        }
-        if (!data_only) {
-            control_in_flight_.assign(session_.pending_output());
-            session_.consume_output(control_in_flight_.size());
-            for (auto& w : control_waiters_) control_waiters_in_flight_.push_back(std::move(w));
-            control_waiters_.clear();
-        }
-
-        gather_.clear();
-        if (!control_in_flight_.empty()) gather_.push_back(asio::buffer(control_in_flight_));
-        std::size_t bytes = 0;
-        in_flight_ = 0;
-        if (data_only || session_.state() == protocol::session_state::open ||
-            session_.state() == protocol::session_state::closing) {
-            for (auto& frame : queue_) {
-                if (frame.close_marker || gather_.size() + 2 > max_gather || bytes >= max_batch)
-                    break;
-                const std::string_view wire = frame.wire_bytes();
-                gather_.push_back(asio::buffer(wire.data(), wire.size()));
-                bytes += wire.size();
-                if (!frame.borrowed.empty()) {
-                    gather_.push_back(asio::buffer(frame.borrowed.data(), frame.borrowed.size()));
-                    bytes += frame.borrowed.size();
-                }
-                ++in_flight_;
-            }
-        }
-        if (gather_.empty()) {
-            if (!data_only && session_.wants_transport_close()) end_transport();
-            return false;
-        }
-        if (session_.state() != protocol::session_state::open) arm_close_deadline();
-        writing_ = true;
-        std::size_t first = 0; // gather_[first] onwards is still to be written
-        if constexpr (transport_writes_now) {
-            // Most writes fit in the socket's buffer: write now, and skip the asynchronous
-            // operation and its completion's trip through the scheduler.
-            std::error_code ec;
-            std::size_t written = Transport::write_now(stream_, gather_, ec);
-            if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
-                return complete_write(ec);
-            if (!ec && written == bytes + control_in_flight_.size()) return complete_write({});
-            if (borrowed_frames_ > 0) {
-                // The rest is written later, from bytes of our own: the same frames, copied.
-                own_borrowed();
-                gather_.resize(control_in_flight_.empty() ? 0 : 1);
-                for (std::size_t i = 0; i < in_flight_; ++i) {
-                    const std::string_view wire = queue_[i].wire_bytes();
-                    gather_.push_back(asio::buffer(wire.data(), wire.size()));
-                }
-            }
-            while (first < gather_.size() && written >= gather_[first].size())
-                written -= gather_[first++].size();
-            gather_[first] += written;
-        }
-        asio::async_write(stream_, gather_view{gather_.data() + first, gather_.size() - first},
-                          asio::bind_executor(strand_, [self = this->shared_from_this()](
-                                                           std::error_code ec, std::size_t) {
-                              self->on_write(ec);
-                          }));
-        return false;
-    }
-
-    void on_write(std::error_code ec) {
-        if (complete_write(ec)) flush();
-    }
-
-    // A write finished: its frames leave the queue. False when the connection is over.
-    bool complete_write(std::error_code ec) {
-        writing_ = false;
-        control_in_flight_.clear();
-        if (control_in_flight_.capacity() > 1024) std::string().swap(control_in_flight_);
-        for (std::size_t i = 0; i < in_flight_; ++i) {
-            auto frame = std::move(queue_.front());
-            queue_.pop_front();
-            if (!frame.borrowed.empty()) --borrowed_frames_;
-            unbuffer(frame.cost);
-            if (frame.done) frame.done(ec);
-            detail::buffer_cache::give(std::move(frame.bytes));
-        }
-        in_flight_ = 0;
-        gather_.clear();
-        if (queue_.empty() && gather_.capacity() > 8)
-            std::vector<asio::const_buffer>().swap(gather_);
-        for (auto& w : control_waiters_in_flight_) w(ec);
-        control_waiters_in_flight_.clear();
-        if (finished_) return false;
-        if (!ec) maybe_drain();
-        if (ec) {
-            if (!result_.error) result_.error = ec;
-            finish();
-            return false;
-        }
-        return true;
-    }
-
-    // Our side is done sending. RFC 6455 7.1.1: the server (or an endpoint that failed the
-    // connection) ends the TCP connection first; a client waits for the server to do so and
-    // reads until then, ending it itself only if the close deadline passes.
-    void end_transport() {
-        if (transport_ending_ || finished_) return;
-        transport_ending_ = true;
-        arm_close_deadline();
-        const bool first = session_.get_role() == protocol::role::server ||
-                           session_.state() == protocol::session_state::failed;
-        if (first) {
-            Transport::async_shutdown(
-                stream_, asio::bind_executor(strand_, [self = this->shared_from_this()](
-                                                          std::error_code) { self->drain(); }));
-        } else {
-            drain();
-        }
-    }
-
-    // Reads and discards until the peer ends the transport (or the deadline cuts it).
-    void drain() {
-        if (finished_) return;
-        read_begin_ = read_end_ = 0;
-        do_read();
-    }
-
-    void abort(std::error_code ec) {
-        if (!result_.error) result_.error = ec;
-        report_error(ec);
-        finish();
-    }
-
-    // on_error runs once per connection, at the first failure: a protocol violation, a
-    // transport error, a timeout, a slow reader. The peer ending the transport in an orderly
-    // way is not a failure of ours; on_close's 1006 tells that story.
-    void report_error(std::error_code ec) {
-        if (error_reported_ || !ec || Transport::is_clean_end(ec)) return;
-        error_reported_ = true;
-        if (handlers_ && handlers_->on_error) handlers_->on_error(this->shared_from_this(), ec);
-    }
-
-    void finish() {
-        if (finished_) return;
-        report_error(result_.error); // a failure not reported yet (close timeout, write error)
-        finished_ = true;
-        mark_closing();
-        timer_.cancel();
-        Transport::close(stream_);
-        const std::error_code reason =
-            result_.error ? result_.error : make_error_code(error::closed);
-        // Frames handed to a write stay alive until its completion (a TLS stream still reads
-        // them as its lower-layer writes complete); their senders hear the outcome now, and
-        // their bytes no longer count as queued: they will never be sent.
-        if (!writing_) in_flight_ = 0;
-        for (std::size_t i = 0; i < in_flight_; ++i) {
-            unbuffer(std::exchange(queue_[i].cost, 0));
-            if (auto done = std::move(queue_[i].done)) done(reason);
-        }
-        drop_queue(reason);
-        for (auto& w : control_waiters_) w(reason);
-        for (auto& w : control_waiters_in_flight_) w(reason);
-        control_waiters_.clear();
-        control_waiters_in_flight_.clear();
-        if (read_waiter_) {
-            auto done = std::move(read_waiter_);
-            read_waiter_ = {};
-            done(reason, message{});
-        }
-        for (auto& w : close_waiters_) w(result_.error);
-        close_waiters_.clear();
-        if (!reading_) release_read_buffer(); // else on_read releases it
-        note_close_frames();
-        auto handlers = std::move(handlers_);
-        handlers_.reset();
-        auto self = this->shared_from_this();
-        if (handlers && handlers->on_close) handlers->on_close(self, result_);
-        auto observers = std::move(close_observers_);
-        close_observers_.clear();
-        for (auto& observer : observers) observer(self);
-    }
-
-    // A pending read owns the buffer it was given until its completion handler runs, even
-    // after the transport was closed: Asio's SSL stream copies decrypted bytes into it when its
-    // own lower-layer read completes, which can be after close() (docs/design.md, lifetimes).
-    void release_read_buffer() {
-        read_buffer_.reset();
-        read_capacity_ = 0;
-        input_ = nullptr;
-        read_begin_ = read_end_ = 0;
-    }
-
-    void mark_closing() { closing_.store(true, std::memory_order_relaxed); }
-
-    // From here on the close handshake and the transport shutdown have a deadline.
-    void begin_closing() {
-        mark_closing();
-        arm_close_deadline();
-    }
-
-    // ---- timers ------------------------------------------------------------------------
-
-    void arm_close_deadline() {
-        if (close_deadline_set_) return;
-        close_deadline_set_ = true;
-        close_deadline_ = clock::now() + options_.close_timeout;
-        arm_timer();
-    }
-
-    // One timer serves every deadline: it wakes at the earliest and re-arms. Activity does not
-    // touch the timer; a wake-up that finds the deadline moved just sleeps again.
-    void arm_timer() {
-        if (finished_) return;
-        const auto none = clock::time_point::max();
-        auto next = none;
-        if (close_deadline_set_) next = std::min(next, close_deadline_);
-        if (!is_closing()) {
-            if (options_.ping_interval.count() > 0)
-                next = std::min(next, awaiting_pong_ ? ping_sent_ + options_.pong_timeout
-                                                     : last_received_ + options_.ping_interval);
-            if (options_.idle_timeout.count() > 0)
-                next = std::min(next, last_activity_ + options_.idle_timeout);
-        }
-        if (next == none) {
-            timer_armed_ = false;
-            return;
-        }
-        timer_armed_ = true;
-        timer_.expires_at(next);
-        timer_.async_wait(
-            asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
-                if (!ec) self->on_timer();
-            }));
-    }
-
-    void on_timer() {
-        timer_armed_ = false;
-        if (finished_) return;
-        const auto now = clock::now();
-        if (close_deadline_set_ && now >= close_deadline_) {
-            // The peer did not finish the close handshake or the transport shutdown in time.
-            if (session_.state() != protocol::session_state::closed && !result_.error)
-                result_.error = error::timed_out;
-            return finish();
-        }
-        if (!is_closing() && options_.ping_interval.count() > 0) {
-            if (awaiting_pong_ && now >= ping_sent_ + options_.pong_timeout) {
-                result_.code = static_cast<std::uint16_t>(protocol::close_code::abnormal);
-                return abort(make_error_code(error::timed_out));
-            }
-            if (!awaiting_pong_ && now >= last_received_ + options_.ping_interval) {
-                awaiting_pong_ = true;
-                ping_sent_ = now;
-                (void)session_.ping();
-                flush();
-            }
-        }
-        if (!is_closing() && options_.idle_timeout.count() > 0 &&
-            now >= last_activity_ + options_.idle_timeout)
-            request_close(static_cast<std::uint16_t>(protocol::close_code::going_away),
-                          "idle timeout");
-        arm_timer();
-    }
-
-    static constexpr std::size_t max_gather = 64;
-    static constexpr std::size_t append_limit = 64U * 1024U;
-    static constexpr std::size_t max_held_read_size = 256U * 1024U;
-    // Below this a copy costs less than a second buffer in the gathered write.
-    static constexpr std::size_t min_borrowed_size = 1024;
-    static constexpr std::size_t max_batch = 1U << 20;
-
-    stream_type stream_;
-    executor_type strand_;
-    asio::steady_timer timer_;
-    connection_options options_;
-    protocol::session session_;
-    asio::ip::tcp::endpoint remote_;
-    UserData user_data_{};
-    std::string subprotocol_;
+    // ---- what the connection is ------------------------------------------------------------
+    stream_type stream_;                            // the transport
+    executor_type strand_;                          // where every handler of this one runs
+    connection_options options_;                    // as given; never changed
+    protocol::session session_;                     // RFC 6455 framing and the close handshake
+    asio::ip::tcp::endpoint remote_;                // the peer, for logs and limits
+    UserData user_data_{};                          // the application's
+    std::string subprotocol_;                       // agreed in the handshake
     std::shared_ptr<const handlers_type> handlers_; // set by start(); null before and after
-    bool handler_mode_ = false;
+    bool handler_mode_ = false;                     // start() ran: handlers read, not async_read
 
-    std::unique_ptr<char[]> read_buffer_;
+    // ---- lifecycle and the outcome -----------------------------------------------------
+    phase phase_ = phase::open;        // on the strand: the one answer to "what state is it in?"
+    std::atomic<bool> closing_{false}; // phase_ past open, for send() on other threads
+    close_info result_;                // how it ended; result_.error is the first failure
+    std::vector<done_handler> close_waiters_; // async_close: told at finished
+    std::vector<detail::unique_function<void(const std::shared_ptr<connection>&)>>
+        close_observers_; // rooms and the like: told after on_close
+
+    // ---- the read path -----------------------------------------------------------------
+    std::unique_ptr<char[]> read_buffer_; // owned while bytes are kept or a read is pending
     std::size_t read_capacity_ = 0;
     std::size_t held_read_size_ = 0; // hold_read_buffer: grown past read_buffer_size by use
     char* input_ = nullptr;          // read_buffer_ or the thread's buffer: unparsed bytes
-    std::size_t read_begin_ = 0;
+    std::size_t read_begin_ = 0;     // [read_begin_, read_end_) of input_ is not parsed yet
     std::size_t read_end_ = 0;
-    bool reading_ = false;
-    bool processing_input_ = false;
-    bool next_piece_first_ = true; // partial delivery: the next piece starts a message
-    bool error_reported_ = false;
-    detail::unique_function<void(std::error_code, message)> read_waiter_;
+    bool reading_ = false;          // a read (or readiness wait) is pending
+    bool processing_input_ = false; // process_input() is on the stack
+    bool next_piece_first_ = true;  // partial delivery: the next piece starts a message
+    read_handler read_waiter_;      // async_read waiting for a message
 
-    detail::fifo<outgoing> queue_;
-    std::size_t in_flight_ = 0;
-    std::size_t borrowed_frames_ = 0;
-    std::string control_in_flight_;
-    std::vector<asio::const_buffer> gather_;
-    bool writing_ = false;
-    std::vector<detail::unique_function<void(std::error_code)>> control_waiters_;
-    std::vector<detail::unique_function<void(std::error_code)>> control_waiters_in_flight_;
-    std::vector<detail::unique_function<void(std::error_code)>> close_waiters_;
-    std::vector<detail::unique_function<void(const std::shared_ptr<connection>&)>> close_observers_;
-    std::atomic<std::size_t> buffered_{0};
+    // ---- the write path ----------------------------------------------------------------
+    detail::write_queue queue_;                 // data frames and the pending close
+    std::string control_in_flight_;             // pongs, pings and close frames being written
+    std::vector<asio::const_buffer> gather_;    // the buffers of the write in flight
+    bool writing_ = false;                      // a write is pending
+    std::vector<done_handler> control_waiters_; // async_ping: not yet written
+    std::vector<done_handler> control_waiters_in_flight_; // async_ping: being written
+    std::atomic<std::size_t> buffered_{0};        // bytes admitted and not written or dropped
     std::shared_ptr<detail::send_budget> budget_; // shared with other connections, or null
-    std::atomic<bool> closing_{false};
-    std::atomic<bool> drain_wanted_{false}; // a send answered backpressure; on_drain is owed
-    bool drain_posted_ = false;             // on the strand: a drain check is queued
-    bool closing_requested_ = false;
-    bool transport_ending_ = false;
-    bool finished_ = false;
-    close_info result_;
+    std::atomic<bool> drain_wanted_{false};       // a send answered backpressure; on_drain is owed
+    bool drain_posted_ = false;                   // on the strand: a drain check is queued
 
-    bool timer_armed_ = false;
-    bool close_deadline_set_ = false;
-    bool awaiting_pong_ = false;
-    clock::time_point close_deadline_{};
-    clock::time_point ping_sent_{};
-    clock::time_point last_received_;
-    clock::time_point last_activity_;
+    // ---- deadlines ---------------------------------------------------------------------
+    asio::steady_timer timer_; // one timer, at the earliest of the deadlines
+    detail::deadlines deadlines_;
+    bool timer_armed_ = false; // a wait is pending
 };
 
 } // namespace duplex
+
+#include "detail/connection_close.hpp"
+#include "detail/connection_read.hpp"
+#include "detail/connection_write.hpp"

@@ -619,22 +619,19 @@ private:
         // One set of handlers for every connection (not a copy each): the application's, with
         // on_close also releasing the connection's place in this server.
         std::shared_ptr<const connection_handlers<connection_type>> make_connection_handlers() {
-            auto h = static_cast<connection_handlers<connection_type>>(handlers);
-            auto user_close = std::move(h.on_close);
-            // Weak: the server state owns the connection, so a strong reference here would be
-            // a cycle that outlives an io_context stopped before the connection ended.
-            h.on_close = [weak = std::weak_ptr<state>(this->shared_from_this()),
-                          user_close](const connection_ptr& conn, const close_info& info) {
-                if (user_close) user_close(conn, info);
-                auto self = weak.lock();
-                if (!self) return;
-                {
-                    std::lock_guard<std::mutex> lock(self->mutex);
-                    self->connections.erase(conn.get());
-                }
-                --self->upgraded;
-                self->release();
-            };
+            // The server state owns its connections: it is told weakly.
+            auto h =
+                detail::notify_on_close(static_cast<connection_handlers<connection_type>>(handlers),
+                                        std::weak_ptr<state>(this->shared_from_this()),
+                                        [](const std::shared_ptr<state>& self,
+                                           const connection_ptr& conn, const close_info&) {
+                                            {
+                                                std::lock_guard<std::mutex> lock(self->mutex);
+                                                self->connections.erase(conn.get());
+                                            }
+                                            --self->upgraded;
+                                            self->release();
+                                        });
             return std::make_shared<const connection_handlers<connection_type>>(std::move(h));
         }
 

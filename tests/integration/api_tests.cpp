@@ -6,6 +6,7 @@
 // runs for a bounded time and a bug fails a check instead of hanging. Endpoint tests use
 // loopback TCP with generous deadlines that only fail on absence.
 #include "catch.hpp"
+#include "harness.hpp"
 
 #include <duplex/client.hpp>
 #include <duplex/connection.hpp>
@@ -45,7 +46,7 @@ using duplex::protocol::role;
 using memory = duplex::transport::memory;
 using mem_connection = duplex::connection<memory>;
 using mem_handlers = duplex::connection_handlers<mem_connection>;
-using clock_type = std::chrono::steady_clock;
+using namespace test;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define DUPLEX_API_TESTS_SANITIZED 1
@@ -211,33 +212,8 @@ std::vector<std::size_t> partial_sizes(bool full = true) {
     return {0, 1, 125, 0, 65536, 300000, 3 * mib + 1, largest, 7};
 }
 
-// An io_context run on its own thread for the length of a test.
-struct io_thread {
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
-    std::thread thread{[this] { io.run(); }};
-    io_thread() = default;
-    io_thread(const io_thread&) = delete;
-    io_thread& operator=(const io_thread&) = delete;
-    ~io_thread() {
-        work.reset();
-        io.stop();
-        thread.join();
-    }
-};
-
 using tcp_server = duplex::server<duplex::transport::tcp>;
 using tcp_connection = duplex::connection<duplex::transport::tcp>;
-
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = clock_type::now() + limit;
-    while (!condition()) {
-        if (clock_type::now() >= deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
-}
 
 std::string url_for(const tcp_server& server, std::string_view path = "/") {
     return "ws://127.0.0.1:" + std::to_string(server.port()) + std::string(path);
@@ -261,17 +237,6 @@ std::string read_to_end(asio::ip::tcp::socket& s) {
         out.append(buffer.data(), n);
     }
     return out;
-}
-
-template <class Pred>
-bool run_until(asio::io_context& io, Pred&& done, std::chrono::milliseconds limit) {
-    const auto deadline = clock_type::now() + limit;
-    while (!done()) {
-        if (clock_type::now() >= deadline) return false;
-        if (io.stopped()) io.restart();
-        io.run_for(5ms);
-    }
-    return true;
 }
 
 } // namespace
@@ -407,7 +372,7 @@ TEST_CASE("Partial delivery off: every message is one piece with first and last 
 TEST_CASE("Server counts: connection_count() is upgraded connections, handshake_count() the "
           "sockets not upgraded yet",
           "[api][server]") {
-    io_thread server_io;
+    io_runner server_io;
     tcp_server server(server_io.io);
     // A /health that reports both counts, as an application's would.
     server.handlers().on_http = [&](const duplex::request_info&) {
@@ -424,7 +389,7 @@ TEST_CASE("Server counts: connection_count() is upgraded connections, handshake_
     CHECK(eventually([&] { return server.handshake_count() == 1; }));
     CHECK(server.connection_count() == 0);
 
-    io_thread client_io;
+    io_runner client_io;
     auto c = duplex::async_connect<duplex::transport::tcp>(client_io.io.get_executor(),
                                                            url_for(server), {}, asio::use_future)
                  .get();
@@ -505,7 +470,7 @@ struct reconnect_record {
 
 // A server that refuses every upgrade with `status`, a header and a body.
 struct refusing_server {
-    io_thread runner;
+    io_runner runner;
     tcp_server server{runner.io};
     explicit refusing_server(int status) {
         server.handlers().on_upgrade = [status](const duplex::request_info&,
@@ -524,7 +489,7 @@ TEST_CASE("reconnecting_client: max_attempts = 3 gives up after exactly 3 failed
           "with on_retry before each wait",
           "[api][reconnect]") {
     reconnect_record r; // outlives the io thread that calls into it
-    io_thread client_io;
+    io_runner client_io;
     const std::string url = "ws://127.0.0.1:" + std::to_string(closed_port()) + "/";
     auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
         client_io.io.get_executor(), url, {}, quick_retries(3));
@@ -543,7 +508,7 @@ TEST_CASE("reconnecting_client: max_attempts = 3 gives up after exactly 3 failed
 TEST_CASE("async_connect: a refused upgrade carries the server's status, headers and body",
           "[api][reconnect]") {
     refusing_server s(401);
-    io_thread client_io;
+    io_runner client_io;
     duplex::upgrade_response refusal;
     std::error_code ec;
     try {
@@ -560,7 +525,7 @@ TEST_CASE("async_connect: a refused upgrade carries the server's status, headers
     CHECK(refusal.is_client_error());
 
     // A connect that succeeds leaves it empty.
-    io_thread echo_io;
+    io_runner echo_io;
     tcp_server echo(echo_io.io);
     REQUIRE_FALSE(echo.listen("127.0.0.1", 0));
     auto c = duplex::async_connect<duplex::transport::tcp>(
@@ -576,7 +541,7 @@ TEST_CASE("reconnecting_client: a 4xx refusal is not retried by default, and its
           "[api][reconnect]") {
     refusing_server s(401);
     reconnect_record r;
-    io_thread client_io;
+    io_runner client_io;
     auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
         client_io.io.get_executor(), url_for(s.server), {}, quick_retries(0));
     r.watch(client);
@@ -600,7 +565,7 @@ TEST_CASE("reconnecting_client: 4xx refusals are retried when configured, 503 by
     for (const int status : {401, 503}) {
         refusing_server s(status);
         reconnect_record r;
-        io_thread client_io;
+        io_runner client_io;
         auto policy = quick_retries(2);
         policy.retry_client_errors = status == 401;
         auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
@@ -673,8 +638,14 @@ TEST_CASE("on_drain: fired once when the queue falls to the low-water mark after
     CHECK(received.empty());
 
     consumer->start(ch);
-    CHECK(run_until(
-        io, [&] { return received.size() == static_cast<std::size_t>(total); }, 10s));
+    // The last pause's drain follows the last message: wait for both, then let everything
+    // that is ready run, so that an extra drain would show.
+    CHECK(run_until(io, [&] {
+        return received.size() == static_cast<std::size_t>(total) && drains == pauses;
+    }));
+    io.restart();
+    while (io.poll() > 0) {
+    }
     CHECK(drains == pauses); // once per pause, never more
     CHECK(pauses > 1);
     CHECK_FALSE(drain_inside_send);
@@ -693,7 +664,7 @@ TEST_CASE("on_upgrade_async: a decision made 100 ms later on another thread, whi
           "connections keep flowing",
           "[api][async-upgrade]") {
     using string_server = duplex::server<duplex::transport::tcp, std::string>;
-    io_thread server_io;
+    io_runner server_io;
     duplex::server_options options;
     options.handshake_timeout = 5s;
     string_server server(server_io.io, options);
@@ -738,7 +709,7 @@ TEST_CASE("on_upgrade_async: a decision made 100 ms later on another thread, whi
     REQUIRE_FALSE(server.listen("127.0.0.1", 0));
     const std::string base = "ws://127.0.0.1:" + std::to_string(server.port());
 
-    io_thread client_io;
+    io_runner client_io;
     duplex::client_options slow_options;
     slow_options.subprotocols = {"chat.v1"};
     auto slow = duplex::async_connect<duplex::transport::tcp>(
@@ -775,7 +746,7 @@ TEST_CASE(
     "on_upgrade_async: a decision that never comes ends at the handshake deadline, and a late "
     "one is ignored",
     "[api][async-upgrade]") {
-    io_thread server_io;
+    io_runner server_io;
     duplex::server_options options;
     options.handshake_timeout = 200ms;
     tcp_server server(server_io.io, options);
@@ -787,7 +758,7 @@ TEST_CASE(
         kept.push_back(std::move(pending)); // never decided in time
     };
     REQUIRE_FALSE(server.listen("127.0.0.1", 0));
-    io_thread client_io;
+    io_runner client_io;
     auto attempt = duplex::async_connect<duplex::transport::tcp>(
         client_io.io.get_executor(), url_for(server), {}, asio::use_future);
     CHECK_THROWS(attempt.get());

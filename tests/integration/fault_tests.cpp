@@ -11,6 +11,7 @@
 // budget, whichever comes first, so slow sanitizer builds run fewer iterations rather than
 // longer (the budget decides how often, never whether, a check passes).
 #include "catch.hpp"
+#include "harness.hpp"
 #include "test_certificate.hpp"
 
 #include <duplex/duplex.hpp>
@@ -46,36 +47,11 @@
 using namespace std::chrono_literals;
 using duplex::opcode;
 using duplex::send_status;
-using clock_type = std::chrono::steady_clock;
+using namespace test;
 
 namespace {
 
 // ---- small tools --------------------------------------------------------------------------
-
-struct io_runner {
-    explicit io_runner(unsigned threads = 1) : work(asio::make_work_guard(io)) {
-        for (unsigned i = 0; i < threads; ++i) pool.emplace_back([this] { io.run(); });
-    }
-    ~io_runner() {
-        work.reset();
-        io.stop();
-        for (auto& t : pool) t.join();
-    }
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    std::vector<std::thread> pool;
-};
-
-// Polls `condition` until it holds or `limit` passes; true when it held.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = clock_type::now() + limit;
-    while (!condition()) {
-        if (clock_type::now() >= deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
-}
 
 std::size_t open_descriptors() {
     std::size_t n = 0;
@@ -91,40 +67,6 @@ std::size_t iterations(std::size_t fallback) {
         if (n > 0) return static_cast<std::size_t>(n);
     }
     return fallback;
-}
-
-constexpr unsigned char client_key[4] = {0x12, 0x34, 0x56, 0x78};
-
-// A client frame (masked), built by hand.
-std::string client_frame(unsigned first_byte, std::string_view payload) {
-    std::string out;
-    out.push_back(static_cast<char>(first_byte));
-    const std::size_t n = payload.size();
-    if (n < 126) {
-        out.push_back(static_cast<char>(0x80U | n));
-    } else if (n <= 0xFFFF) {
-        out.push_back(static_cast<char>(0x80U | 126U));
-        out.push_back(static_cast<char>((n >> 8) & 0xFFU));
-        out.push_back(static_cast<char>(n & 0xFFU));
-    } else {
-        out.push_back(static_cast<char>(0x80U | 127U));
-        for (int shift = 56; shift >= 0; shift -= 8)
-            out.push_back(static_cast<char>((static_cast<std::uint64_t>(n) >> shift) & 0xFFU));
-    }
-    for (unsigned char k : client_key) out.push_back(static_cast<char>(k));
-    for (std::size_t i = 0; i < n; ++i)
-        out.push_back(
-            static_cast<char>(static_cast<unsigned char>(payload[i]) ^ client_key[i % 4]));
-    return out;
-}
-
-std::string message_frame(opcode op, std::string_view payload, bool fin = true) {
-    return client_frame((fin ? 0x80U : 0U) | static_cast<unsigned>(op), payload);
-}
-
-std::string close_frame(std::uint16_t code) {
-    const char body[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
-    return client_frame(0x88U, std::string_view(body, 2));
 }
 
 const std::string upgrade_request =
@@ -317,7 +259,7 @@ template <class Stream>
 void check_still_serves(std::uint16_t port, const std::string& text) {
     raw_client<Stream> fresh(port);
     REQUIRE(fresh.open());
-    REQUIRE(fresh.write(message_frame(opcode::text, text)));
+    REQUIRE(fresh.write(frame(opcode::text, text, masking::client)));
     CHECK(fresh.read_at_least(text.size() + 2, 5s));
     CHECK(fresh.received().find(text) != std::string::npos);
     fresh.close();
@@ -404,33 +346,38 @@ std::string run_phase(std::uint16_t port, phase p, ending e) {
         if (!c.upgrade()) return "upgrade";
         switch (p) {
         case phase::frame_header:
-            ok = c.write(message_frame(opcode::binary, big).substr(0, 1));
+            ok = c.write(frame(opcode::binary, big, masking::client).substr(0, 1));
             break;
         case phase::payload:
-            ok = c.write(message_frame(opcode::binary, big).substr(0, 20000));
+            ok = c.write(frame(opcode::binary, big, masking::client).substr(0, 20000));
             break;
-        case phase::fragment: ok = c.write(message_frame(opcode::text, "first", false)); break;
+        case phase::fragment:
+            ok = c.write(frame(opcode::text, "first", masking::client, fin_bit::clear));
+            break;
         case phase::large_echo: {
             std::string burst;
-            for (int i = 0; i < 8; ++i) burst += message_frame(opcode::binary, big);
+            for (int i = 0; i < 8; ++i) burst += frame(opcode::binary, big, masking::client);
             ok = c.write(burst);
             break;
         }
-        case phase::close_sent: ok = c.write(close_frame(1000)); break;
-        case phase::after_close: ok = c.write(close_frame(1000)) && c.read_at_least(4, 5s); break;
+        case phase::close_sent: ok = c.write(close_frame(1000, masking::client)); break;
+        case phase::after_close:
+            ok = c.write(close_frame(1000, masking::client)) && c.read_at_least(4, 5s);
+            break;
         case phase::half_close:
-            ok = c.write(message_frame(opcode::text, "half"));
+            ok = c.write(frame(opcode::text, "half", masking::client));
             c.end_sending();
             // The server answers the FIN (1006 on its side) by ending the connection.
             ok = ok && c.read_until_closed(5s);
             break;
-        case phase::ping: ok = c.write(client_frame(0x89U, "are you there")); break;
+        case phase::ping: ok = c.write(raw_frame(0x89U, "are you there", masking::client)); break;
         case phase::slow_reader: {
             // Never read: the server's echo queue passes its limit, it fails the connection
             // (1008) and cuts it at the close deadline. Our writes stop when it stops reading.
             // Writing goes on while the server closes and then cuts the connection: its read
             // is pending with bytes arriving when the close deadline passes.
-            const std::string message = message_frame(opcode::binary, std::string(65536, 's'));
+            const std::string message =
+                frame(opcode::binary, std::string(65536, 's'), masking::client);
             // A write stops only when the server cuts the connection (or after 32 MiB): a
             // slow server must not make this client read early, which would let it catch up.
             for (int i = 0; i < 512; ++i)
@@ -534,7 +481,7 @@ void run_stop_in_flight(typename Transport::context_type context) {
                     raw_client<Stream> c(port);
                     if (!c.open()) continue;
                     const std::string burst =
-                        message_frame(opcode::binary, std::string(30000, 'x'));
+                        frame(opcode::binary, std::string(30000, 'x'), masking::client);
                     for (int i = 0; i < 4 && !stop_sent; ++i)
                         if (!c.write(burst, 200ms)) break;
                     if (k % 2 == 0) (void)c.read_until_closed(50ms);
@@ -708,18 +655,19 @@ void soak_client(std::uint16_t port, std::mt19937& rng) {
                 const unsigned op =
                     i == 0 ? static_cast<unsigned>(text ? opcode::text : opcode::binary) : 0U;
                 const unsigned fin = i + 1 == pieces ? 0x80U : 0U;
-                wire += client_frame(fin | op, std::string_view(payload).substr(from, to - from));
+                wire += raw_frame(fin | op, std::string_view(payload).substr(from, to - from),
+                                  masking::client);
             }
             if (!c.write(wire, 300ms)) break; // the server stopped reading us: a slow reader
         } else if (what < 65) {
-            if (!c.write(client_frame(0x89U, "soak"), 300ms)) break;
+            if (!c.write(raw_frame(0x89U, "soak", masking::client), 300ms)) break;
         } else if (what < 85) {
             (void)c.read_at_least(c.received().size() + 1, 20ms);
         } // else: read nothing for now
     }
     const int end = percent(rng);
     if (end < 30) {
-        if (c.write(close_frame(1000), 300ms)) (void)c.read_until_closed(2s);
+        if (c.write(close_frame(1000, masking::client), 300ms)) (void)c.read_until_closed(2s);
         c.close();
     } else if (end < 60) {
         c.reset();
@@ -938,7 +886,7 @@ TEST_CASE("Send budget: many slow readers together stay within the server's budg
             raw_client<plain_stream> c(port);
             if (!c.open(4096)) return;
             const std::string message =
-                message_frame(opcode::binary, std::string(message_size, 'q'));
+                frame(opcode::binary, std::string(message_size, 'q'), masking::client);
             // 40 messages, 8 MB, never reading: more than the socket buffers hold.
             for (int i = 0; i < 40; ++i)
                 if (!c.write(message, 10s)) break;

@@ -6,6 +6,7 @@
 // are tested frame by frame in unit/session_tests.cpp; here they are seen through a whole
 // connection, together with the send buffer, which only exists at this level.
 #include "catch.hpp"
+#include "harness.hpp"
 
 #include <duplex/connection.hpp>
 #include <duplex/transport/memory.hpp>
@@ -22,6 +23,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using namespace test;
 
 namespace {
 
@@ -58,39 +60,6 @@ mem_handlers recording(const std::shared_ptr<seen>& s, bool echo) {
     };
     h.on_close = [s](const auto&, const duplex::close_info& info) { s->closed = info; };
     return h;
-}
-
-// Runs the io_context until `done()` or a generous deadline; returns done(). The deadline
-// only fails a test when an event never comes.
-template <class Pred>
-bool run_until(asio::io_context& io, Pred&& done, std::chrono::seconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        if (io.stopped()) io.restart();
-        if (io.run_one_for(10ms) == 0) std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
-
-// A masked frame as a client sends it (fixed key), or unmasked as a server sends it.
-std::string raw_frame(opcode op, std::string_view payload, bool masked) {
-    std::string out;
-    out.push_back(static_cast<char>(0x80U | static_cast<unsigned>(op)));
-    const unsigned mask_bit = masked ? 0x80U : 0U;
-    REQUIRE(payload.size() < 126);
-    out.push_back(static_cast<char>(mask_bit | payload.size()));
-    if (!masked) return out.append(payload);
-    const unsigned char key[4] = {0x12, 0x34, 0x56, 0x78};
-    for (unsigned char k : key) out.push_back(static_cast<char>(k));
-    for (std::size_t i = 0; i < payload.size(); ++i)
-        out.push_back(static_cast<char>(static_cast<unsigned char>(payload[i]) ^ key[i % 4]));
-    return out;
-}
-
-std::string close_frame(std::uint16_t code, bool masked) {
-    const char payload[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xFFU)};
-    return raw_frame(opcode::close, std::string_view(payload, 2), masked);
 }
 
 void write_to(memory::stream_type& end, asio::io_context& io, const std::string& bytes) {
@@ -191,7 +160,7 @@ TEST_CASE("close_info: after a completed closing handshake a reset of the transp
     // Read 1 brings the server's close frame; the wait for the server's end (read 2) fails.
     if (handshake_first) {
         a.fail_read(2, asio::error::make_error_code(asio::error::connection_reset));
-        write_to(b, io, close_frame(1000, false));
+        write_to(b, io, close_frame(1000, masking::none));
     } else {
         a.fail_read(1, asio::error::make_error_code(asio::error::connection_reset));
     }
@@ -230,7 +199,7 @@ TEST_CASE("close_info: when we fail a slow reader with 1008 and the peer answers
     CHECK(c->send_binary(std::string(150, 'a')) == send_status::backpressure);
     CHECK(c->send_binary(std::string(150, 'b')) == send_status::dropped);
     REQUIRE(run_until(io, [&] { return c->is_closing(); }));
-    write_to(b, io, close_frame(1000, true));
+    write_to(b, io, close_frame(1000, masking::client));
     REQUIRE(run_until(io, [&] { return s->closed.has_value(); }));
     CHECK(s->closed->code == 1008);
     CHECK(s->closed->reason == "send buffer limit");

@@ -1,10 +1,11 @@
 // Server and client over real sockets on 127.0.0.1: handshakes, hooks, refusals, timeouts,
 // backpressure, shutdown, reconnects, many connections and several io threads. Every wait is
-// bounded (futures through get_within, conditions through wait_until, io threads through
+// bounded (futures through get_within, conditions through eventually, io threads through
 // io_thread), so a bug fails a test instead of hanging the run; the bounds are generous and
 // only fail on absence, never on speed. Handlers run on io threads and only record what they
 // see: Catch2 assertions are made on the test thread.
 #include "catch.hpp"
+#include "harness.hpp"
 #include "test_certificate.hpp"
 
 #include <duplex/duplex.hpp>
@@ -24,31 +25,13 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using namespace test;
 using duplex::error;
 using duplex::opcode;
 using tcp_server = duplex::server<duplex::transport::tcp>;
 using tcp_connection = duplex::connection<duplex::transport::tcp>;
 
 namespace {
-
-// An io_context running on `threads` threads for the life of the test.
-struct io_runner {
-    explicit io_runner(unsigned threads = 1) : work(asio::make_work_guard(io)) {
-        for (unsigned i = 0; i < threads; ++i) pool.emplace_back([this] { io.run(); });
-    }
-    ~io_runner() {
-        work.reset();
-        io.stop();
-        for (auto& t : pool) t.join();
-    }
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    std::vector<std::thread> pool;
-};
-
-// One generous bound for anything the test waits for: under sanitizers on a loaded machine an
-// operation can take a second; only something that never happens takes this long.
-constexpr std::chrono::milliseconds patience = 10s;
 
 // The result of a future, failing the test if it is not ready within `limit`.
 template <class Future>
@@ -71,17 +54,6 @@ std::error_code failure_of(Future&& future, std::chrono::milliseconds limit = pa
     return {};
 }
 
-// Polls `done` until it holds or `limit` passes; returns done().
-template <class Pred>
-bool wait_until(Pred&& done, std::chrono::milliseconds limit = patience) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
-}
-
 // io.run() on a thread of its own, for tests that expect it to return once the server stops.
 // If it does not, the destructor stops the io_context, so a failed check cannot hang the join.
 struct io_thread {
@@ -101,22 +73,6 @@ struct io_thread {
     std::promise<void> returned;
     std::future<void> done = returned.get_future();
     std::thread thread;
-};
-
-// Waits for a condition set from io threads, for at most `limit`.
-struct event_counter {
-    std::mutex m;
-    std::condition_variable cv;
-    int count = 0;
-    void notify() {
-        std::lock_guard<std::mutex> lock(m);
-        ++count;
-        cv.notify_all();
-    }
-    bool wait_for_count(int n, std::chrono::milliseconds limit = patience) {
-        std::unique_lock<std::mutex> lock(m);
-        return cv.wait_for(lock, limit, [&] { return count >= n; });
-    }
 };
 
 std::string url_for(const tcp_server& server, std::string_view path = "/") {
@@ -245,7 +201,7 @@ TEST_CASE("Echoes written straight from the read buffer survive a peer that stop
         sent.push_back(std::move(payload));
     }
     // 8 MiB of echoes is more than the two sockets' buffers hold: the server queues the rest.
-    REQUIRE(wait_until([&] { return echoed.load() == count; }));
+    REQUIRE(eventually([&] { return echoed.load() == count; }));
     for (std::size_t i = 0; i < count; ++i) {
         const duplex::message reply = get_within(c->async_read(asio::use_future));
         REQUIRE(reply.data == sent[i]);
@@ -516,7 +472,7 @@ TEST_CASE("Keepalive: a responsive client stays connected through many ping inte
     const auto spans_two_timeouts = [&] {
         return std::chrono::steady_clock::now() - start > 2 * options.connection.pong_timeout;
     };
-    REQUIRE(wait_until(
+    REQUIRE(eventually(
         [&] {
             return (pongs.load() >= enough_pongs && spans_two_timeouts()) || closes.load() != 0;
         },
@@ -645,7 +601,7 @@ TEST_CASE("Graceful shutdown: stop() sends 1001 to every client and lets io.run(
     io_thread server_thread(io);
 
     io_runner clients;
-    event_counter all_closed;
+    counter all_closed;
     std::vector<std::uint16_t> codes(5, 0);
     std::vector<std::shared_ptr<tcp_connection>> conns;
     for (std::size_t i = 0; i < codes.size(); ++i) {
@@ -653,15 +609,15 @@ TEST_CASE("Graceful shutdown: stop() sends 1001 to every client and lets io.run(
         duplex::connection_handlers<tcp_connection> h;
         h.on_close = [&, i](const auto&, const duplex::close_info& info) {
             codes[i] = info.code;
-            all_closed.notify();
+            all_closed.add();
         };
         c->start(h);
         conns.push_back(c);
     }
-    REQUIRE(wait_until([&] { return server.connection_count() == codes.size(); }));
+    REQUIRE(eventually([&] { return server.connection_count() == codes.size(); }));
     server.stop(2s);
     server.stop(2s); // idempotent
-    REQUIRE(all_closed.wait_for_count(5));
+    REQUIRE(all_closed.wait_for(5));
     for (auto code : codes) CHECK(code == 1001);
     CHECK(server_thread.returned_within()); // io.run() returns: no work is left
     CHECK(server.connection_count() == 0);
@@ -703,7 +659,7 @@ TEST_CASE("Graceful shutdown: clients that never answer are cut at the deadline"
     raw_peer mute(server.port());
     mute.send(valid_upgrade);
     raw_peer half(server.port()); // still in its handshake
-    REQUIRE(wait_until([&] { return server.connection_count() + server.handshake_count() == 2; }));
+    REQUIRE(eventually([&] { return server.connection_count() + server.handshake_count() == 2; }));
     server.stop(300ms);
     CHECK(server_thread.returned_within());
     CHECK(server.connection_count() + server.handshake_count() == 0);
@@ -736,7 +692,7 @@ TEST_CASE("Connection limit: sockets past max_connections are closed at once", "
     auto b = connect(runner.io, url_for(server));
     CHECK(failure_of(start_connect(runner.io, url_for(server))));
     get_within(a->async_close(1000, "", asio::use_future));
-    REQUIRE(wait_until([&] { return server.connection_count() == 1; }));
+    REQUIRE(eventually([&] { return server.connection_count() == 1; }));
     CHECK(connect(runner.io, url_for(server)) != nullptr);
 }
 
@@ -755,7 +711,7 @@ TEST_CASE("1,000 concurrent connections each get their echo", "[integration][sca
     for (auto& p : pending) conns.push_back(get_within(p));
     // A client sees the 101 a moment before the server, whose write of it has yet to
     // complete, counts the connection as upgraded.
-    CHECK(wait_until([&] { return server.connection_count() == static_cast<std::size_t>(count); }));
+    CHECK(eventually([&] { return server.connection_count() == static_cast<std::size_t>(count); }));
     std::vector<std::future<duplex::message>> replies;
     for (int i = 0; i < count; ++i) {
         conns[static_cast<std::size_t>(i)]->send_text("n" + std::to_string(i));

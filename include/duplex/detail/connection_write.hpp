@@ -1,0 +1,309 @@
+// duplex/detail/connection_write.hpp — a connection's write path and send limits.
+// SPDX-License-Identifier: BSL-1.0
+//
+// Part of connection.hpp (which includes it; never include it alone). A send is admitted
+// against the send limits on the caller's thread, framed on the strand into the write queue
+// (detail/write_queue.hpp), and written with everything else that is ready in one gathered
+// write: control frames first (pongs and close replies must not wait behind data), then the
+// queued messages in order, then, once they are written, the pending close. Answers produced
+// while a read is being parsed are written once, when the whole read has been parsed.
+#pragma once
+
+#include "../connection.hpp"
+
+namespace duplex {
+
+// ---- send limits and the drain signal ----------------------------------------------------
+
+// Admit-one (see send_buffer_limit): only past the high-water mark can a message be refused.
+template <class Transport, class UserData>
+bool connection<Transport, UserData>::over_send_limit(std::size_t before,
+                                                      std::size_t cost) const noexcept {
+    return before > options_.send_buffer_high_water && before + cost > options_.send_buffer_limit;
+}
+
+// Counts `cost` bytes against the send buffer. Past the limit nothing is counted, and the
+// connection is failed as a slow reader. A shared budget (a server's send_budget) bounds the
+// sum over many connections: past it, a connection that already has something queued is failed
+// as a slow reader, while one with an empty queue may still queue its message, so that
+// connections whose peers read are not starved by those that do not.
+template <class Transport, class UserData>
+send_status connection<Transport, UserData>::admit(std::size_t cost) {
+    const std::size_t before = buffered_.fetch_add(cost, std::memory_order_relaxed);
+    bool over = over_send_limit(before, cost);
+    if (!over && budget_) {
+        const std::size_t shared = budget_->used.fetch_add(cost, std::memory_order_relaxed);
+        if (before != 0 && shared + cost > budget_->limit) {
+            budget_->used.fetch_sub(cost, std::memory_order_relaxed);
+            over = true;
+        }
+    }
+    if (over) {
+        buffered_.fetch_sub(cost, std::memory_order_relaxed);
+        asio::dispatch(strand_, [self = this->shared_from_this()] { self->fail_slow_reader(); });
+        return send_status::dropped;
+    }
+    if (before + cost <= options_.send_buffer_high_water) return send_status::ok;
+    arm_drain();
+    return send_status::backpressure;
+}
+
+// Gives back what admit() counted, once the bytes were written or dropped.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::unbuffer(std::size_t cost) noexcept {
+    if (cost == 0) return;
+    buffered_.fetch_sub(cost, std::memory_order_relaxed);
+    if (budget_) budget_->used.fetch_sub(cost, std::memory_order_relaxed);
+}
+
+// A sender on any thread arms the drain signal (arm_drain); the strand fires it after a write
+// brought the queue down (maybe_drain). Each side writes its own variable, then reads the
+// other's, with a fence between, so at least one of them sees both: no drain is lost.
+template <class Transport, class UserData>
+std::size_t connection<Transport, UserData>::low_water() const noexcept {
+    return std::min(options_.send_buffer_low_water, options_.send_buffer_high_water);
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::arm_drain() {
+    if (drain_wanted_.exchange(true)) return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // The writes may have emptied the queue before the flag was up: check on the strand.
+    if (buffered_.load(std::memory_order_relaxed) <= low_water())
+        asio::post(strand_, [self = this->shared_from_this()] { self->maybe_drain(); });
+}
+
+// On the strand, after bytes left the queue. Posted, so that on_drain never runs inside the
+// send() (or handler) that is emptying the queue.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::maybe_drain() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (drain_posted_ || finished() || !drain_wanted_.load(std::memory_order_relaxed) ||
+        buffered_.load(std::memory_order_relaxed) > low_water())
+        return;
+    drain_posted_ = true;
+    asio::post(strand_, [self = this->shared_from_this()] {
+        self->drain_posted_ = false;
+        if (self->finished() || self->buffered_.load(std::memory_order_relaxed) > self->low_water())
+            return; // more was queued meanwhile: the next write completion checks again
+        if (!self->drain_wanted_.exchange(false)) return;
+        if (self->handlers_ && self->handlers_->on_drain) self->handlers_->on_drain(self);
+    });
+}
+
+// ---- framing into the queue ----------------------------------------------------------------
+
+// The one copy of a payload a send makes: it leaves room in front for the longest header, so
+// that the strand can write the header in place instead of copying the payload again.
+template <class Transport, class UserData>
+std::string connection<Transport, UserData>::with_header_room(std::string_view payload) {
+    std::string framed;
+    // Never in the string's inline storage: the write in progress points into these bytes
+    // while the queue may move its elements.
+    framed.reserve(std::max<std::size_t>(protocol::max_frame_header_size + payload.size(),
+                                         sizeof(std::string) + 1));
+    framed.resize(protocol::max_frame_header_size + payload.size());
+    if (!payload.empty())
+        std::memcpy(&framed[protocol::max_frame_header_size], payload.data(), payload.size());
+    return framed;
+}
+
+// The header of a whole message, from the session; on failure the message's cost goes back to
+// the send buffer. Nothing is framed once the connection is past open.
+template <class Transport, class UserData>
+std::error_code
+connection<Transport, UserData>::prepare_frame(opcode type, std::string_view payload,
+                                               std::size_t cost, protocol::frame_prefix& prefix) {
+    const std::error_code ec = phase_ != phase::open
+                                   ? make_error_code(error::closed)
+                                   : session_.prepare_send(type, payload, true, prefix);
+    if (ec) unbuffer(cost);
+    return ec;
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::queue_message(opcode type, std::string framed,
+                                                    std::size_t cost, done_handler done) {
+    constexpr std::size_t room = protocol::max_frame_header_size;
+    char* const payload_start = &framed[room];
+    const std::string_view payload(payload_start, framed.size() - room);
+    protocol::frame_prefix prefix;
+    if (const auto ec = prepare_frame(type, payload, cost, prefix)) {
+        if (done) done(ec);
+        return;
+    }
+    const std::size_t offset = room - prefix.size;
+    std::memcpy(&framed[offset], prefix.bytes, prefix.size);
+    if (prefix.masked) protocol::apply_mask(payload_start, payload.size(), prefix.key);
+    queue_.push_owned(std::move(framed), offset, cost, std::move(done));
+    note_sent();
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::queue_shared(shared_message message, std::size_t cost) {
+    if (session_.get_role() == protocol::role::client) {
+        // Every client frame needs its own masking key: copy, as send() does.
+        return queue_message(message.type(), with_header_room(message.payload()), cost, {});
+    }
+    protocol::frame_prefix prefix;
+    const std::error_code ec =
+        phase_ != phase::open
+            ? make_error_code(error::closed)
+            : session_.prepare_whole_message(message.type(), message.payload().size(), prefix);
+    if (ec) return unbuffer(cost);
+    // An unmasked server header depends only on opcode and length: the shared frame's own
+    // header is the one the session just made.
+    queue_.push_shared(std::move(message), cost);
+    note_sent();
+}
+
+// A handler's answer, framed on the strand straight into the queue.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::append_message(opcode type, std::string_view payload,
+                                                     std::size_t cost) {
+    protocol::frame_prefix prefix;
+    if (prepare_frame(type, payload, cost, prefix)) return;
+    const std::string_view header(reinterpret_cast<const char*>(prefix.bytes), prefix.size);
+    if (transport_writes_now && !prefix.masked && payload.size() >= min_borrowed_size &&
+        is_unparsed_input(payload)) {
+        // Echoing or forwarding what this read delivered: the payload is written from where it
+        // was read (flush runs before process_input lets go of those bytes), and copied only if
+        // the socket does not take it at once.
+        queue_.push_borrowed(header, payload, cost);
+        return note_sent();
+    }
+    char* copy = queue_.append(header, payload, cost);
+    if (prefix.masked) protocol::apply_mask(copy, payload.size(), prefix.key);
+    note_sent();
+}
+
+template <class Transport, class UserData>
+bool connection<Transport, UserData>::is_unparsed_input(std::string_view bytes) const noexcept {
+    if (!processing_input_ || input_ == nullptr) return false;
+    const std::less_equal<const char*> not_after;
+    return not_after(input_, bytes.data()) &&
+           not_after(bytes.data() + bytes.size(), input_ + read_end_);
+}
+
+// Frames already handed to the transport stay until their write completes.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::drop_queue(std::error_code ec) {
+    unbuffer(queue_.drop_unsent(ec));
+}
+
+// A handler answering a message runs inside process_input, which writes once when the whole
+// read has been parsed: one write per read, not one per answer.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::note_sent() {
+    // Inside process_input the read's own time is recent enough for the idle timeout.
+    deadlines_.active(processing_input_ ? deadlines_.last_received() : clock::now());
+    if (!processing_input_) flush();
+}
+
+// ---- writing -------------------------------------------------------------------------------
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::flush() {
+    while (start_write()) {
+    }
+}
+
+// A close frame, ours or the peer's, or a protocol error is next: answers to the messages
+// before it go out first, as they would have had each been written as it was sent. They were
+// framed while the connection was open, and our close frame is still unwritten.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::write_answers_before_close() {
+    while (queue_.unsent() > 0 && start_write(true)) {
+    }
+}
+
+// Every message queued before close() was written: the close frame is next.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::send_pending_close() {
+    const detail::pending_close close = queue_.take_close();
+    if (session_.close(close.code, close.reason)) {
+        // An invalid code or reason from the application: close with 1000 instead.
+        (void)session_.close(protocol::close_code::normal);
+    }
+}
+
+// Starts one gathered write of everything writable; true when it completed at once and there
+// may be more to write. data_only: the queued messages alone, whatever the session's state; no
+// control frames.
+template <class Transport, class UserData>
+bool connection<Transport, UserData>::start_write(bool data_only) {
+    if (writing_ || finished()) return false;
+    if (!data_only) {
+        if (queue_.close_is_due()) send_pending_close();
+        control_in_flight_.assign(session_.pending_output());
+        session_.consume_output(control_in_flight_.size());
+        for (auto& w : control_waiters_) control_waiters_in_flight_.push_back(std::move(w));
+        control_waiters_.clear();
+    }
+
+    gather_.clear();
+    if (!control_in_flight_.empty()) gather_.push_back(asio::buffer(control_in_flight_));
+    std::size_t bytes = 0;
+    const auto state = session_.state();
+    if (data_only || state == protocol::session_state::open ||
+        state == protocol::session_state::closing)
+        bytes = queue_.gather(gather_, max_gather, max_batch);
+    if (gather_.empty()) {
+        if (!data_only && session_.wants_transport_close()) advance(phase::ending);
+        return false;
+    }
+    if (state != protocol::session_state::open) advance(phase::closing);
+    writing_ = true;
+    std::size_t first = 0; // gather_[first] onwards is still to be written
+    if constexpr (transport_writes_now) {
+        // Most writes fit in the socket's buffer: write now, and skip the asynchronous
+        // operation and its completion's trip through the scheduler.
+        std::error_code ec;
+        std::size_t written = Transport::write_now(stream_, gather_, ec);
+        if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+            return complete_write(ec);
+        if (!ec && written == bytes + control_in_flight_.size()) return complete_write({});
+        if (queue_.borrowed_frames() > 0) {
+            // The rest is written later, from bytes of our own: the same frames, copied.
+            queue_.own_borrowed();
+            gather_.resize(control_in_flight_.empty() ? 0 : 1);
+            queue_.regather_in_flight(gather_);
+        }
+        while (first < gather_.size() && written >= gather_[first].size())
+            written -= gather_[first++].size();
+        gather_[first] += written;
+    }
+    asio::async_write(
+        stream_, gather_view{gather_.data() + first, gather_.size() - first},
+        asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                         std::error_code ec, std::size_t) { self->on_write(ec); }));
+    return false;
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::on_write(std::error_code ec) {
+    if (complete_write(ec)) flush();
+}
+
+// A write finished: its frames leave the queue. False when the connection is over.
+template <class Transport, class UserData>
+bool connection<Transport, UserData>::complete_write(std::error_code ec) {
+    writing_ = false;
+    control_in_flight_.clear();
+    if (control_in_flight_.capacity() > 1024) std::string().swap(control_in_flight_);
+    unbuffer(queue_.complete(ec));
+    gather_.clear();
+    if (queue_.empty() && gather_.capacity() > 8) std::vector<asio::const_buffer>().swap(gather_);
+    for (auto& w : control_waiters_in_flight_) w(ec);
+    control_waiters_in_flight_.clear();
+    if (finished()) return false;
+    if (ec) {
+        fail(ec);
+        finish();
+        return false;
+    }
+    maybe_drain();
+    return true;
+}
+
+} // namespace duplex
