@@ -799,18 +799,18 @@ TEST_CASE("Reconnecting client: reconnects after a drop and calls on_open each t
     policy.initial_delay = 10ms;
     auto client = duplex::reconnecting_client<duplex::transport::tcp>::create(
         runner.io.get_executor(), url_for(server), {}, policy);
-    event_counter opens;
+    counter opens;
     std::promise<std::string> echoed;
     std::atomic<bool> answered{false};
     client->handlers().on_open = [&](const auto& c) {
-        opens.notify();
+        opens.add();
         if (opens.count == 2) c->send_text("after reconnect");
     };
     client->handlers().on_message = [&](const auto&, const duplex::message_view& m) {
         if (!answered.exchange(true)) echoed.set_value(std::string(m.data));
     };
     client->start();
-    REQUIRE(opens.wait_for_count(2));
+    REQUIRE(opens.wait_for(2));
     auto future = echoed.get_future();
     REQUIRE(future.wait_for(patience) == std::future_status::ready);
     CHECK(future.get() == "after reconnect");
