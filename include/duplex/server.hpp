@@ -1,4 +1,4 @@
-// duplex/server.hpp — a WebSocket server over any transport policy (transport::tcp, tls).
+// duplex/server.hpp — a WebSocket server over a transport policy (tcp, tls, unix_socket).
 // SPDX-License-Identifier: BSL-1.0
 //
 // It listens on one or more addresses, runs each new socket through the transport handshake
