@@ -10,6 +10,7 @@
 #pragma once
 
 #include "connection.hpp"
+#include "detail/transport_traits.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/random.hpp"
 #include "protocol/url.hpp"
@@ -117,7 +118,7 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
 
     asio::strand<asio::any_io_executor> strand;
     asio::ip::tcp::resolver resolver;
-    asio::ip::tcp::socket socket;
+    typename transport_protocol_t<Transport>::socket socket;
     std::optional<typename Transport::stream_type> stream;
     asio::steady_timer timer;
     protocol::websocket_url url;
@@ -134,19 +135,33 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
 
     void start() {
         if (refusal) *refusal = upgrade_response{};
+        typename transport_protocol_t<Transport>::endpoint endpoint; // ws+unix: the socket file
+        if constexpr (!is_tcp_transport<Transport>) {
+            // Nothing to resolve; a path that does not fit fails before anything starts.
+            if (auto ec = Transport::make_endpoint(url.socket_path, endpoint)) return complete(ec);
+        }
         timer.expires_after(options.connect_timeout);
         timer.async_wait(
             asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
                 if (!ec) self->complete(make_error_code(error::timed_out));
             }));
-        resolver.async_resolve(
-            url.host, std::to_string(url.port),
-            asio::bind_executor(
-                strand, [self = this->shared_from_this()](
-                            std::error_code ec, asio::ip::tcp::resolver::results_type results) {
+        if constexpr (!is_tcp_transport<Transport>) {
+            socket.async_connect(
+                endpoint,
+                asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
                     if (ec) return self->complete(ec);
-                    self->connect(results);
+                    self->secure();
                 }));
+        } else {
+            resolver.async_resolve(
+                url.host, std::to_string(url.port),
+                asio::bind_executor(
+                    strand, [self = this->shared_from_this()](
+                                std::error_code ec, asio::ip::tcp::resolver::results_type results) {
+                        if (ec) return self->complete(ec);
+                        self->connect(results);
+                    }));
+        }
     }
 
     void connect(const asio::ip::tcp::resolver::results_type& results) {
@@ -162,7 +177,8 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     void secure() {
         if (done) return;
         std::error_code ignored;
-        if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        if constexpr (is_tcp_transport<Transport>)
+            if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         stream.emplace(Transport::make_stream(std::move(socket), context));
         Transport::async_handshake(
             *stream, protocol::role::client, url.host,
@@ -285,6 +301,9 @@ auto async_connect_impl(asio::any_io_executor executor, std::string url, client_
             protocol::websocket_url parsed;
             std::error_code ec = protocol::parse_websocket_url(u, parsed);
             if (!ec && parsed.secure != Transport::is_secure) ec = error::bad_url;
+            // ws+unix: URLs for transport::unix_socket, and only those.
+            if (!ec && parsed.socket_path.empty() != detail::is_tcp_transport<Transport>)
+                ec = error::bad_url;
             if (!ec && !detail::is_usable_context(transport_context))
                 ec = error::no_transport_context;
             if (refusal) *refusal = upgrade_response{};

@@ -21,6 +21,8 @@
 #pragma once
 
 #include "detail/deadlines.hpp"
+#include "detail/post_completion.hpp"
+#include "detail/transport_traits.hpp"
 #include "detail/unique_function.hpp"
 #include "detail/write_queue.hpp"
 #include "error.hpp"
@@ -179,38 +181,6 @@ struct send_budget {
     const std::size_t limit;
     std::atomic<std::size_t> used{0};
 };
-
-// Whether a transport can wait for readability and then read without blocking (see tcp.hpp).
-template <class T, class = void>
-struct reads_when_ready : std::false_type {};
-template <class T>
-struct reads_when_ready<T,
-                        std::void_t<decltype(T::read_now(std::declval<typename T::stream_type&>(),
-                                                         std::declval<asio::mutable_buffer>(),
-                                                         std::declval<std::error_code&>()))>>
-    : std::true_type {};
-
-// Whether a transport can write without blocking (see tcp.hpp).
-template <class T, class = void>
-struct writes_now : std::false_type {};
-template <class T>
-struct writes_now<
-    T, std::void_t<decltype(T::write_now(std::declval<typename T::stream_type&>(),
-                                         std::declval<const std::vector<asio::const_buffer>&>(),
-                                         std::declval<std::error_code&>()))>> : std::true_type {};
-
-// Wraps an asynchronous operation's handler so that it runs on its own associated executor (a
-// coroutine's, a strand's), else on `fallback`, and never inside the call that completes it.
-template <class... Args, class Handler, class Executor>
-unique_function<void(Args...)> post_completion_to(Handler handler, const Executor& fallback) {
-    return [handler = std::move(handler), fallback](Args... args) mutable {
-        auto ex = asio::get_associated_executor(handler, fallback);
-        asio::post(ex, [handler = std::move(handler),
-                        values = std::make_tuple(std::move(args)...)]() mutable {
-            std::apply(handler, std::move(values));
-        });
-    };
-}
 
 // The handlers `h`, with on_close also calling `closed(owner, connection, info)` after the
 // application's on_close, while `owner` lives. Weak: an owner (a server, a reconnecting

@@ -1,4 +1,4 @@
-// duplex/server.hpp — a WebSocket server over any transport policy (transport::tcp, tls).
+// duplex/server.hpp — a WebSocket server over a transport policy (tcp, tls, unix_socket).
 // SPDX-License-Identifier: BSL-1.0
 //
 // It listens on one or more addresses, runs each new socket through the transport handshake
@@ -20,6 +20,7 @@
 #pragma once
 
 #include "connection.hpp"
+#include "detail/transport_traits.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/http.hpp"
 
@@ -207,6 +208,13 @@ public:
     // "localhost"). Port 0 picks a free port: see port().
     std::error_code listen(const std::string& host, std::uint16_t port) {
         return state_->listen(host, port);
+    }
+
+    // Listens on a Unix-domain socket file at `path`, for transport::unix_socket (see
+    // unix_socket.hpp: permissions, stale files, removal at stop()).
+    template <class T = Transport>
+    std::error_code listen(const std::string& path, typename T::listen_options options = {}) {
+        return state_->listen_path(path, options);
     }
 
     // The port of the first listening socket (useful after listen(host, 0)).
@@ -451,13 +459,15 @@ private:
         context_type context;
         handlers_type handlers;
         asio::strand<asio::io_context::executor_type> strand; // acceptors and stop()
+        using socket_type = typename detail::transport_protocol_t<Transport>::socket;
         // One listening socket, and the timer that resumes accepting after a lack of resources.
         struct listener {
             explicit listener(const asio::strand<asio::io_context::executor_type>& s)
                 : acceptor(s), retry(s) {}
-            asio::ip::tcp::acceptor acceptor;
+            typename detail::transport_protocol_t<Transport>::acceptor acceptor;
             asio::steady_timer retry;
             std::chrono::milliseconds backoff{0}; // the current pause; 0 while accepting works
+            std::shared_ptr<void> socket_file;    // a Unix socket's file, removed when released
         };
         std::vector<std::unique_ptr<listener>> acceptors;
         bool accept_error_reported = false;
@@ -527,6 +537,18 @@ private:
             return {};
         }
 
+        template <class Options>
+        std::error_code listen_path(const std::string& path, const Options& o) {
+            if (!detail::is_usable_context(context)) return error::no_transport_context;
+            auto entry_listener = std::make_unique<listener>(strand);
+            if (auto ec = Transport::listen(entry_listener->acceptor, path, o,
+                                            entry_listener->socket_file))
+                return ec;
+            acceptors.push_back(std::move(entry_listener));
+            accept(*acceptors.back());
+            return {};
+        }
+
         std::uint16_t port() const {
             std::error_code ec;
             return acceptors.empty() ? 0 : acceptors.front()->acceptor.local_endpoint(ec).port();
@@ -541,7 +563,7 @@ private:
             l.acceptor.async_accept(
                 io.get_executor(),
                 asio::bind_executor(strand, [self = this->shared_from_this(),
-                                             &l](std::error_code ec, asio::ip::tcp::socket socket) {
+                                             &l](std::error_code ec, socket_type socket) {
                     if (self->stopping || !l.acceptor.is_open()) return;
                     if (!ec) {
                         l.backoff = std::chrono::milliseconds(0);
@@ -581,13 +603,14 @@ private:
                 }));
         }
 
-        void on_accept(asio::ip::tcp::socket socket) {
+        void on_accept(socket_type socket) {
             std::error_code ec;
             if (active.load() >= options.max_connections) {
                 socket.close(ec); // cheaper than an HTTP 503 under a connection flood
                 return;
             }
-            if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
+            if constexpr (detail::is_tcp_transport<Transport>)
+                if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
             ++active;
             ++handshaking;
             auto stream = Transport::make_stream(std::move(socket), context);
@@ -650,6 +673,7 @@ private:
                 for (auto& l : self->acceptors) {
                     l->acceptor.close(ec);
                     l->retry.cancel();
+                    l->socket_file.reset();
                 }
                 self->drop_handshakes();
                 for (auto& c : self->snapshot())

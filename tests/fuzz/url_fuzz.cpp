@@ -14,6 +14,9 @@
 //     (with a fragment, with userinfo, with a space);
 //   * its host_header() and target make a request that our client builds and our server
 //     accepts with the same Host, target, path and query.
+// A ws+unix: URL (Node's form for a Unix-domain socket) has the same target rules; its socket
+// path is absolute, without ':' or '?', as written, and it is not secure, its Host localhost,
+// and written again as ws+unix://PATH:TARGET it parses to the same result.
 //
 // Input: the URL.
 #include "fuzz_support.hpp"
@@ -34,7 +37,7 @@ namespace {
 bool same(const websocket_url& a, const websocket_url& b) {
     return a.secure == b.secure && a.host == b.host && a.port == b.port && a.target == b.target &&
            a.path == b.path && a.query == b.query && a.ipv6_literal == b.ipv6_literal &&
-           a.ipv4_literal == b.ipv4_literal;
+           a.ipv4_literal == b.ipv4_literal && a.socket_path == b.socket_path;
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -152,6 +155,35 @@ void check_accepted(std::string_view text, const websocket_url& u) {
           "host_header() is not host and non-default port");
 }
 
+// ws+unix: ["//"] "/" path [":" target]
+void check_unix_socket_url(std::string_view text, const websocket_url& u) {
+    check(text.size() <= max_url_size, "a URL over the size limit");
+    for (const char c : text)
+        check(static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7F,
+              "a URL with white space, a control or non-ASCII byte");
+    check(text.find('#') == std::string_view::npos, "a URL with a fragment");
+    std::string_view rest = text.substr(text.find(':') + 1);
+    if (rest.substr(0, 2) == "//") rest.remove_prefix(2);
+    check(!u.secure && u.host == "localhost" && u.port == 80 && u.host_header() == "localhost",
+          "a ws+unix URL that is secure or not for localhost:80");
+    check(!u.socket_path.empty() && u.socket_path.front() == '/' &&
+              u.socket_path.find_first_of(":?") == std::string::npos,
+          "a socket path that is not absolute or holds ':' or '?'");
+    check(rest.substr(0, u.socket_path.size()) == u.socket_path, "the socket path not as written");
+    const std::string_view after = rest.substr(u.socket_path.size());
+    const std::string_view written_target = after.empty() ? after : after.substr(1);
+    check(after.empty() || after.front() == ':', "a socket path that does not end at ':'");
+    check(allowed_in_target(written_target), "a target with characters RFC 3986 does not allow");
+    check(u.target == (written_target.empty()          ? std::string_view("/")
+                       : written_target.front() == '?' ? "/" + std::string(written_target)
+                                                       : std::string(written_target)),
+          "the target is not as written");
+    websocket_url parsed;
+    check(!parse_websocket_url("ws+unix://" + u.socket_path + ":" + u.target, parsed) &&
+              same(parsed, u),
+          "a ws+unix URL written from its parts parses differently");
+}
+
 void check_written_again(const websocket_url& u) {
     const std::string again = (u.secure ? "wss://" : "ws://") + u.host_header() + u.target;
     websocket_url parsed;
@@ -200,6 +232,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (ec) {
         check(ec == duplex::error::bad_url, "a URL refused with another error");
         check(same(u, websocket_url{}), "a refused URL left output");
+        return 0;
+    }
+    if (!u.socket_path.empty()) {
+        check_unix_socket_url(text, u);
+        check_request(u);
         return 0;
     }
     check_accepted(text, u);

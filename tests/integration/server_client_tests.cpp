@@ -1,7 +1,7 @@
-// Server and client over real sockets on 127.0.0.1: handshakes, hooks, refusals, timeouts,
-// backpressure, shutdown, reconnects, many connections and several io threads. Every wait is
-// bounded (futures through get_within, conditions through eventually, io threads through
-// io_thread), so a bug fails a test instead of hanging the run; the bounds are generous and
+// Server and client over real sockets on 127.0.0.1 (and Unix-domain sockets): handshakes, hooks,
+// refusals, timeouts, backpressure, shutdown, reconnects, many connections and several io threads.
+// Every wait is bounded (futures through get_within, conditions through eventually, io threads
+// through io_thread), so a bug fails a test instead of hanging the run; the bounds are generous and
 // only fail on absence, never on speed. Handlers run on io threads and only record what they
 // see: Catch2 assertions are made on the test thread.
 #include "catch.hpp"
@@ -9,6 +9,8 @@
 #include "test_certificate.hpp"
 
 #include <duplex/duplex.hpp>
+
+#include <duplex/transport/unix_socket.hpp>
 
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
@@ -18,11 +20,16 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <cerrno>
+#include <cstdlib>
 
 using namespace std::chrono_literals;
 using namespace test;
@@ -896,3 +903,347 @@ TEST_CASE("wss://: echo through a TLS server with a verified certificate", "[int
     }
 }
 #endif
+
+// Unix-domain sockets (transport::unix_socket): the tests above that apply to a transport
+// without IP addresses, and the socket file's own life (stale files, permissions, removal).
+namespace {
+
+using duplex::transport::unix_socket;
+using unix_server = duplex::server<unix_socket>;
+using unix_connection = duplex::connection<unix_socket>;
+
+// A fresh directory under /tmp, removed with its contents: short, because a socket path must
+// fit in sockaddr_un (108 bytes), which a build directory's path may not.
+struct temp_dir {
+    temp_dir() {
+        char name[] = "/tmp/duplex-test-XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path = name;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    std::string file(std::string_view name) const { return path + "/" + std::string(name); }
+    std::string path;
+};
+
+std::string unix_url(const std::string& socket_path, std::string_view target = "/") {
+    return "ws+unix://" + socket_path + ":" + std::string(target);
+}
+
+std::future<std::shared_ptr<unix_connection>>
+start_unix_connect(asio::io_context& io, const std::string& url,
+                   duplex::client_options options = {}) {
+    return duplex::async_connect<unix_socket>(io.get_executor(), url, options, asio::use_future);
+}
+
+std::shared_ptr<unix_connection> connect_unix(asio::io_context& io, const std::string& url) {
+    return get_within(start_unix_connect(io, url));
+}
+
+bool is_socket_file(const std::string& path) {
+    std::error_code ec;
+    return std::filesystem::is_socket(std::filesystem::symlink_status(path, ec));
+}
+
+void echo_unix(unix_server& server) {
+    server.handlers().on_message = [](const auto& c, const duplex::message_view& m) {
+        c->send(m.type, m.data);
+    };
+}
+
+} // namespace
+
+TEST_CASE("Unix socket: echo through ws+unix, text and binary of many sizes",
+          "[integration][unix]") {
+    const bool hold_read_buffer = GENERATE(false, true);
+    CAPTURE(hold_read_buffer);
+    temp_dir dir;
+    io_runner runner;
+    unix_server server(runner.io, reading_with(hold_read_buffer));
+    echo_unix(server);
+    REQUIRE_FALSE(server.listen(dir.file("ws.sock")));
+    CHECK(is_socket_file(dir.file("ws.sock")));
+
+    auto c = connect_unix(runner.io, unix_url(dir.file("ws.sock"), "/echo"));
+    for (std::size_t size : {0U, 1U, 125U, 126U, 65535U, 65536U, 1U << 20, 4U << 20}) {
+        CAPTURE(size);
+        const std::string payload(size, 'u');
+        const auto type = size % 2 ? opcode::text : opcode::binary;
+        get_within(c->async_send(type, payload, asio::use_future));
+        const auto reply = get_within(c->async_read(asio::use_future));
+        CHECK(reply.type == type);
+        CHECK(reply.data == payload);
+    }
+    CHECK(server.connection_count() == 1);
+    CHECK(c->remote_endpoint().port() == 0); // no IP peer on a Unix socket
+    get_within(c->async_close(1000, "unix bye", asio::use_future));
+    CHECK_FALSE(c->result().error);
+    CHECK(c->result().code == 1000);
+}
+
+TEST_CASE("Unix socket: the upgrade hook sees target, query and headers, and Host is localhost",
+          "[integration][unix]") {
+    temp_dir dir;
+    io_runner runner;
+    unix_server server(runner.io);
+    std::mutex m;
+    std::string path, room, host, token, proxy_for;
+    unsigned short remote_port = 1;
+    server.handlers().on_upgrade = [&](const duplex::request_info& r, duplex::no_user_data&) {
+        std::lock_guard<std::mutex> lock(m);
+        path = std::string(r.path());
+        room = std::string(r.query_param("room").value_or(""));
+        host = std::string(r.header("Host").value_or(""));
+        token = std::string(r.header("Authorization").value_or(""));
+        proxy_for = std::string(r.header("X-Forwarded-For").value_or(""));
+        remote_port = r.remote.port();
+        if (token != "Bearer good") return duplex::upgrade_decision::reject(401, "bad token");
+        return duplex::upgrade_decision::accept("chat.v1");
+    };
+    REQUIRE_FALSE(server.listen(dir.file("ws.sock")));
+
+    duplex::client_options options;
+    options.subprotocols = {"chat.v1"};
+    options.headers = {{"Authorization", "Bearer good"}, {"X-Forwarded-For", "203.0.113.7"}};
+    auto c = get_within(start_unix_connect(
+        runner.io, unix_url(dir.file("ws.sock"), "/rooms/lobby?room=7"), options));
+    CHECK(c->subprotocol() == "chat.v1");
+    {
+        std::lock_guard<std::mutex> lock(m);
+        CHECK(path == "/rooms/lobby");
+        CHECK(room == "7");
+        CHECK(host == "localhost");
+        CHECK(token == "Bearer good");
+        CHECK(proxy_for == "203.0.113.7"); // what a reverse proxy passes on
+        CHECK(remote_port == 0);
+    }
+
+    // A refusal carries its status and body to the client, as over TCP.
+    options.headers = {{"Authorization", "Bearer wrong"}};
+    duplex::upgrade_response refusal;
+    const auto ec = failure_of(
+        duplex::async_connect<unix_socket>(runner.io.get_executor(), unix_url(dir.file("ws.sock")),
+                                           options, refusal, asio::use_future));
+    CHECK(ec == error::bad_status);
+    CHECK(refusal.status == 401);
+    CHECK(refusal.body == "bad token");
+}
+
+TEST_CASE("Unix socket: plain HTTP goes to on_http, a protocol error is answered with 1002",
+          "[integration][unix]") {
+    temp_dir dir;
+    io_runner runner;
+    unix_server server(runner.io);
+    server.handlers().on_http = [](const duplex::request_info& r) {
+        duplex::http_response response;
+        response.body = r.path() == "/health" ? "ok" : "?";
+        return response;
+    };
+    REQUIRE_FALSE(server.listen(dir.file("ws.sock")));
+
+    // A blocking peer that writes raw bytes, as a proxy's health check or a broken client does.
+    auto raw_exchange = [&](std::string_view bytes) {
+        asio::io_context io;
+        asio::local::stream_protocol::socket s(io);
+        s.connect(asio::local::stream_protocol::endpoint(dir.file("ws.sock")));
+        asio::write(s, asio::buffer(bytes));
+        std::string out;
+        std::error_code ec;
+        char buf[4096];
+        while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+        return out;
+    };
+    const std::string health =
+        raw_exchange("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    CHECK(health.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(health.substr(health.size() - 2) == "ok");
+
+    const std::string answer = raw_exchange(valid_upgrade + std::string("\x81\x05Hello", 7));
+    const auto frames = answer.substr(answer.find("\r\n\r\n") + 4);
+    REQUIRE(frames.size() >= 4);
+    CHECK(static_cast<unsigned char>(frames[0]) == 0x88);
+    CHECK(static_cast<unsigned char>(frames[2]) == 0x03); // 1002 = 0x03EA
+    CHECK(static_cast<unsigned char>(frames[3]) == 0xEA);
+}
+
+TEST_CASE("Unix socket: stop() sends 1001, lets io.run() return and removes the socket file",
+          "[integration][unix][shutdown]") {
+    temp_dir dir;
+    const std::string path = dir.file("ws.sock");
+    asio::io_context io;
+    unix_server server(io);
+    REQUIRE_FALSE(server.listen(path));
+    io_thread server_thread(io);
+    io_runner clients;
+    auto c = connect_unix(clients.io, unix_url(path));
+    REQUIRE(eventually([&] { return server.connection_count() == 1; }));
+    server.stop(2s);
+    CHECK(failure_of(c->async_read(asio::use_future)));
+    CHECK(c->result().code == 1001);
+    CHECK(server_thread.returned_within());
+    CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path)));
+
+    // A server destroyed without stop() removes its file too.
+    {
+        asio::io_context other;
+        unix_server short_lived(other);
+        REQUIRE_FALSE(short_lived.listen(path));
+        CHECK(is_socket_file(path));
+    }
+    CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path)));
+}
+
+TEST_CASE("Unix socket: a stale socket file is replaced, a live socket and other files are not",
+          "[integration][unix]") {
+    temp_dir dir;
+    const std::string path = dir.file("ws.sock");
+    io_runner runner;
+    {
+        // What a server that died leaves: a socket file nobody accepts on.
+        asio::local::stream_protocol::acceptor dead(runner.io);
+        dead.open();
+        dead.bind(asio::local::stream_protocol::endpoint(path));
+        dead.listen();
+    }
+    REQUIRE(is_socket_file(path));
+    unix_server server(runner.io);
+    echo_unix(server);
+    REQUIRE_FALSE(server.listen(path));
+    auto c = connect_unix(runner.io, unix_url(path));
+    c->send_text("after a stale file");
+    CHECK(get_within(c->async_read(asio::use_future)).data == "after a stale file");
+
+    SECTION("a second server on a live socket fails, and the first keeps its file") {
+        unix_server second(runner.io);
+        CHECK(second.listen(path) == asio::error::address_in_use);
+        CHECK(is_socket_file(path));
+        auto again = connect_unix(runner.io, unix_url(path));
+        again->send_text("still served");
+        CHECK(get_within(again->async_read(asio::use_future)).data == "still served");
+    }
+    SECTION("a regular file, a directory and a symbolic link are left alone") {
+        const std::string regular = dir.file("data.txt");
+        { std::ofstream(regular) << "precious"; }
+        const std::string directory = dir.file("subdir");
+        std::filesystem::create_directory(directory);
+        const std::string link = dir.file("link.sock");
+        std::filesystem::create_symlink(path, link);
+        unix_server other(runner.io);
+        for (const auto& taken : {regular, directory, link}) {
+            CAPTURE(taken);
+            CHECK(other.listen(taken) == std::errc::file_exists);
+        }
+        std::ifstream in(regular);
+        std::string content;
+        in >> content;
+        CHECK(content == "precious");
+        CHECK(std::filesystem::is_directory(directory));
+        CHECK(std::filesystem::is_symlink(std::filesystem::symlink_status(link)));
+    }
+}
+
+TEST_CASE("Unix socket: the socket file gets the mode of listen_options, 0660 by default",
+          "[integration][unix]") {
+    temp_dir dir;
+    io_runner runner;
+    auto mode_of = [](const std::string& path) {
+        return std::filesystem::symlink_status(path).permissions() & std::filesystem::perms::mask;
+    };
+    using std::filesystem::perms;
+    unix_server by_default(runner.io);
+    REQUIRE_FALSE(by_default.listen(dir.file("default.sock")));
+    CHECK(mode_of(dir.file("default.sock")) ==
+          (perms::owner_read | perms::owner_write | perms::group_read | perms::group_write));
+
+    unix_server owner_only(runner.io);
+    unix_socket::listen_options options;
+    options.permissions = 0600;
+    REQUIRE_FALSE(owner_only.listen(dir.file("owner.sock"), options));
+    CHECK(mode_of(dir.file("owner.sock")) == (perms::owner_read | perms::owner_write));
+    // The owner can still connect.
+    CHECK(connect_unix(runner.io, unix_url(dir.file("owner.sock"))) != nullptr);
+}
+
+TEST_CASE("Unix socket: client errors: tcp URL, missing socket file, path too long, timeout",
+          "[integration][unix][client]") {
+    temp_dir dir;
+    io_runner runner;
+    auto error_of = [&](const std::string& url, duplex::client_options options = {}) {
+        return failure_of(start_unix_connect(runner.io, url, std::move(options)));
+    };
+    CHECK(error_of("ws://127.0.0.1:1/") == error::bad_url); // a Unix transport needs ws+unix
+    CHECK(failure_of(start_connect(runner.io, unix_url(dir.file("ws.sock")))) == error::bad_url);
+    const auto missing = error_of(unix_url(dir.file("nobody.sock")));
+    CHECK(missing.value() == ENOENT);
+    CHECK(error_of(unix_url("/tmp/" + std::string(200, 'x'))) == asio::error::name_too_long);
+    unix_server server(runner.io);
+    CHECK(server.listen("/tmp/" + std::string(200, 'x')) == asio::error::name_too_long);
+
+    // A listener that accepts but never answers the upgrade.
+    asio::local::stream_protocol::acceptor silent(
+        runner.io, asio::local::stream_protocol::endpoint(dir.file("silent.sock")));
+    duplex::client_options quick;
+    quick.connect_timeout = 200ms;
+    CHECK(error_of(unix_url(dir.file("silent.sock")), quick) == error::timed_out);
+}
+
+TEST_CASE("Unix socket: the reconnecting client reconnects after a drop",
+          "[integration][unix][client]") {
+    temp_dir dir;
+    io_runner runner;
+    unix_server server(runner.io);
+    std::atomic<int> opened{0};
+    server.handlers().on_open = [&](const auto& c) {
+        if (++opened == 1) c->close(1012, "restarting");
+    };
+    echo_unix(server);
+    REQUIRE_FALSE(server.listen(dir.file("ws.sock")));
+
+    duplex::reconnect_options policy;
+    policy.initial_delay = 10ms;
+    auto client = duplex::reconnecting_client<unix_socket>::create(
+        runner.io.get_executor(), unix_url(dir.file("ws.sock")), {}, policy);
+    counter opens;
+    std::promise<std::string> echoed;
+    std::atomic<bool> answered{false};
+    client->handlers().on_open = [&](const auto& c) {
+        opens.add();
+        if (opens.count == 2) c->send_text("after reconnect");
+    };
+    client->handlers().on_message = [&](const auto&, const duplex::message_view& m) {
+        if (!answered.exchange(true)) echoed.set_value(std::string(m.data));
+    };
+    client->start();
+    REQUIRE(opens.wait_for(2));
+    auto future = echoed.get_future();
+    REQUIRE(future.wait_for(patience) == std::future_status::ready);
+    CHECK(future.get() == "after reconnect");
+    CHECK(client->connects() == 2);
+    client->stop();
+}
+
+TEST_CASE("Unix socket: a server on two io threads echoes concurrent clients",
+          "[integration][unix][threads]") {
+    temp_dir dir;
+    io_runner server_runner(2);
+    unix_server server(server_runner.io);
+    echo_unix(server);
+    REQUIRE_FALSE(server.listen(dir.file("ws.sock")));
+    io_runner client_runner(2);
+    constexpr int count = 50;
+    std::vector<std::future<std::shared_ptr<unix_connection>>> pending;
+    for (int i = 0; i < count; ++i)
+        pending.push_back(start_unix_connect(client_runner.io, unix_url(dir.file("ws.sock"))));
+    std::vector<std::shared_ptr<unix_connection>> conns;
+    for (auto& p : pending) conns.push_back(get_within(p));
+    std::vector<std::future<duplex::message>> replies;
+    for (int i = 0; i < count; ++i) {
+        conns[static_cast<std::size_t>(i)]->send_text("client " + std::to_string(i));
+        replies.push_back(conns[static_cast<std::size_t>(i)]->async_read(asio::use_future));
+    }
+    for (int i = 0; i < count; ++i)
+        CHECK(get_within(replies[static_cast<std::size_t>(i)]).data ==
+              "client " + std::to_string(i));
+}

@@ -1,5 +1,6 @@
-// Transport policies: the in-memory pipe (its stream behaviour and fault injection) and TLS
-// over real loopback sockets (certificate and host-name verification, SNI, close_notify).
+// Transport policies: the in-memory pipe (its stream behaviour and fault injection), the plain
+// socket functions tcp and unix_socket share (over a socket pair), and TLS over real loopback
+// sockets (certificate and host-name verification, SNI, close_notify).
 //
 // Every io_context runs with run_for and a short bound, so a bug shows up as a failed check,
 // never as a CI job that hangs. The TLS tests make a throw-away self-signed certificate with
@@ -9,11 +10,13 @@
 
 #include <duplex/transport/memory.hpp>
 #include <duplex/transport/tcp.hpp>
+#include <duplex/transport/unix_socket.hpp>
 #if defined(DUPLEX_ENABLE_TLS)
 #include <duplex/transport/tls.hpp>
 #endif
 
 #include <asio/io_context.hpp>
+#include <asio/local/connect_pair.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -418,6 +421,73 @@ TEST_CASE("memory: the policy's handshake, shutdown and endpoint", "[transport][
     io.run_for(bound);
     CHECK(on_moved_from == code(asio::error::bad_descriptor));
     CHECK(moved.is_open());
+}
+
+TEST_CASE("unix_socket: the policy's handshake and shutdown complete posted, readiness and "
+          "non-blocking reads and writes",
+          "[transport][unix]") {
+    using duplex::transport::unix_socket;
+    asio::io_context io;
+    unix_socket::stream_type a(io), b(io);
+    asio::local::connect_pair(a, b);
+    CHECK(unix_socket::remote_endpoint(a) == asio::ip::tcp::endpoint{}); // no IP peer
+    CHECK_FALSE(unix_socket::is_secure);
+    CHECK(unix_socket::is_clean_end(code(asio::error::eof)));
+    CHECK_FALSE(unix_socket::is_clean_end(code(asio::error::connection_reset)));
+
+    // Completions are posted like Asio's own: not inside the initiating call.
+    bool handshake_done = false;
+    std::error_code handshake = code(asio::error::would_block);
+    unix_socket::async_handshake(a, duplex::protocol::role::client, "", [&](std::error_code ec) {
+        handshake_done = true;
+        handshake = ec;
+    });
+    CHECK_FALSE(handshake_done);
+    io.run_for(bound);
+    CHECK(handshake_done);
+    CHECK_FALSE(handshake);
+
+    // Nothing to read yet: would_block; after a write, readiness and then the bytes.
+    std::array<char, 16> buffer{};
+    std::error_code ec;
+    CHECK(unix_socket::read_now(b, asio::buffer(buffer), ec) == 0);
+    CHECK(ec == code(asio::error::would_block));
+    const std::string hello = "hello";
+    CHECK(unix_socket::write_now(a, {asio::buffer(hello)}, ec) == hello.size());
+    CHECK_FALSE(ec);
+    std::error_code readable = code(asio::error::would_block);
+    unix_socket::async_wait_readable(b, [&](std::error_code e) { readable = e; });
+    io.restart();
+    io.run_for(bound);
+    CHECK_FALSE(readable);
+    CHECK(unix_socket::read_now(b, asio::buffer(buffer), ec) == hello.size());
+    CHECK(std::string(buffer.data(), hello.size()) == hello);
+
+    // Shutdown ends the sending direction: the peer reads eof, a clean end.
+    std::error_code shutdown = code(asio::error::would_block);
+    unix_socket::async_shutdown(a, [&](std::error_code e) { shutdown = e; });
+    std::error_code peer_end;
+    b.async_read_some(asio::buffer(buffer), [&](std::error_code e, std::size_t) { peer_end = e; });
+    io.restart();
+    io.run_for(bound);
+    CHECK_FALSE(shutdown);
+    CHECK(unix_socket::is_clean_end(peer_end));
+    unix_socket::close(a);
+    unix_socket::close(a); // idempotent
+    CHECK_FALSE(a.is_open());
+}
+
+TEST_CASE("unix_socket: make_endpoint refuses empty, NUL-containing and too long paths",
+          "[transport][unix]") {
+    using duplex::transport::unix_socket;
+    unix_socket::endpoint_type endpoint;
+    CHECK(unix_socket::make_endpoint("", endpoint) == code(asio::error::invalid_argument));
+    CHECK(unix_socket::make_endpoint(std::string("/tmp/a\0b", 8), endpoint) ==
+          code(asio::error::invalid_argument));
+    CHECK(unix_socket::make_endpoint("/tmp/" + std::string(103, 'x'), endpoint) ==
+          code(asio::error::name_too_long)); // 108 bytes and a NUL do not fit in 108
+    CHECK_FALSE(unix_socket::make_endpoint("/tmp/" + std::string(102, 'x'), endpoint));
+    CHECK(endpoint.path() == "/tmp/" + std::string(102, 'x')); // 107 bytes do
 }
 
 TEST_CASE("memory: destroying the io_context destroys the handlers of pending operations",

@@ -388,3 +388,38 @@ TEST_CASE("parse_websocket_url: the error is a duplex::error") {
         CHECK(u.target == "/");
     }
 }
+
+TEST_CASE("ws+unix: the socket path, then the request target after the first colon") {
+    const auto u = parse_ok("ws+unix:///run/app/ws.sock:/chat?room=1");
+    CHECK(u.socket_path == "/run/app/ws.sock");
+    CHECK(u.target == "/chat?room=1");
+    CHECK(u.path == "/chat");
+    CHECK(u.query == "room=1");
+    CHECK_FALSE(u.secure);
+    CHECK(u.host_header() == "localhost"); // what Node's ws sends over a Unix socket
+
+    // Without "//", without a target, with an empty target, with only a query; any case.
+    CHECK(parse_ok("ws+unix:/tmp/s.sock:/x").socket_path == "/tmp/s.sock");
+    CHECK(parse_ok("ws+unix:/tmp/s.sock:/x").target == "/x");
+    CHECK(parse_ok("ws+unix:///tmp/s.sock").target == "/");
+    CHECK(parse_ok("ws+unix:///tmp/s.sock").socket_path == "/tmp/s.sock");
+    CHECK(parse_ok("ws+unix:///tmp/s.sock:").target == "/");
+    CHECK(parse_ok("ws+unix:///tmp/s.sock:?a=b").target == "/?a=b");
+    CHECK(parse_ok("WS+UNIX:///tmp/s.sock:/y").socket_path == "/tmp/s.sock");
+    // The path is taken as written: nothing is decoded.
+    CHECK(parse_ok("ws+unix:///tmp/a%20b:/").socket_path == "/tmp/a%20b");
+}
+
+TEST_CASE("ws+unix: relative paths, authorities, bad targets and wss+unix are refused") {
+    const std::string bad = GENERATE(
+        as<std::string>{}, "ws+unix:", "ws+unix://", "ws+unix:relative.sock:/x",
+        "ws+unix://localhost/tmp/s.sock", "ws+unix:///tmp/s.sock:chat", "ws+unix:///tmp/s?x:/",
+        "ws+unix:///tmp/s.sock:/a b", "ws+unix:///tmp/s.sock:/#frag", "wss+unix:///tmp/s.sock",
+        "ws+unix:///tmp/s.sock:/<x>", "ws+unix:///tmp/s\x01.sock:/");
+    INFO(bad);
+    CHECK(refused(bad));
+    websocket_url u;
+    u.socket_path = "stale";
+    (void)parse_websocket_url(bad, u);
+    CHECK(u.socket_path.empty());
+}

@@ -27,6 +27,13 @@
 //   - in the path and query, characters RFC 3986 does not allow there ('"', '<', '>', '\',
 //     '^', '`', '{', '|', '}', '[', ']') and a '%' not followed by two hex digits: the
 //     caller percent-encodes. Nothing is decoded and no dot segments are removed.
+//
+// It also reads the form Node's ws uses for a server on a Unix-domain socket
+// (transport::unix_socket): "ws+unix:" and an optional empty authority "//", the socket's
+// absolute path, then optionally ':' and the request target: "ws+unix:///run/app.sock:/chat?x=1"
+// or "ws+unix:/run/app.sock" (target "/"). The path runs to the first ':' (so it cannot
+// contain one, nor '?'); it is taken as written, not percent-decoded. The Host header is then
+// "localhost", as Node sends. wss+unix is refused: that transport has no TLS.
 #pragma once
 
 #include "duplex/error.hpp"
@@ -56,6 +63,7 @@ struct websocket_url {
     std::string query;         // as written (still percent-encoded), without '?'
     bool ipv6_literal = false; // host was "[...]"
     bool ipv4_literal = false; // host is a dotted-decimal IPv4 address
+    std::string socket_path;   // ws+unix: the Unix-domain socket's file; empty otherwise
 
     // Neither SNI nor a DNS-name certificate check applies to an IP address (RFC 6066 3).
     bool ip_literal() const noexcept { return ipv6_literal || ipv4_literal; }
@@ -235,6 +243,38 @@ inline bool parse_url_port(std::string_view s, std::uint16_t& port) noexcept {
     return true;
 }
 
+// Splits path [ "?" query ] of a request target into `u` (target, path and query); an empty
+// path is "/" (RFC 6455 section 3).
+inline bool parse_url_target(std::string_view target, websocket_url& u) {
+    if (!is_url_target(target)) return false;
+    const std::size_t question = target.find('?');
+    const std::string_view path = target.substr(0, question);
+    u.path = path.empty() ? std::string("/") : std::string(path);
+    u.target = u.path;
+    if (question != std::string_view::npos) {
+        u.query.assign(target.substr(question + 1));
+        u.target.append("?").append(u.query);
+    }
+    return true;
+}
+
+// After "ws+unix:": ["//"] "/" socket-path [ ":" target ].
+inline bool parse_unix_socket_url(std::string_view rest, websocket_url& u) {
+    if (rest.substr(0, 2) == "//") rest.remove_prefix(2); // an empty authority, then the path
+    if (rest.empty() || rest.front() != '/') return false;
+    const std::size_t colon = rest.find(':');
+    const std::string_view socket_path = rest.substr(0, colon);
+    if (socket_path.find('?') != std::string_view::npos) return false;
+    const std::string_view target =
+        colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    if (!target.empty() && target.front() != '/' && target.front() != '?') return false;
+    u.secure = false;
+    u.socket_path.assign(socket_path);
+    u.host = "localhost";
+    u.port = u.default_port();
+    return parse_url_target(target, u);
+}
+
 inline bool parse_websocket_url_into(std::string_view url, websocket_url& u) {
     if (url.size() > max_url_size) return false;
     if (!std::all_of(url.begin(), url.end(), is_vchar)) return false;
@@ -244,6 +284,7 @@ inline bool parse_websocket_url_into(std::string_view url, websocket_url& u) {
     const std::size_t colon = url.find(':');
     if (colon == std::string_view::npos) return false;
     const std::string_view scheme = url.substr(0, colon);
+    if (iequals(scheme, "ws+unix")) return parse_unix_socket_url(url.substr(colon + 1), u);
     if (iequals(scheme, "ws")) {
         u.secure = false;
     } else if (iequals(scheme, "wss")) {
@@ -291,22 +332,12 @@ inline bool parse_websocket_url_into(std::string_view url, websocket_url& u) {
     u.port = u.default_port();
     if (!port_text.empty() && !parse_url_port(port_text, u.port)) return false;
 
-    // path [ "?" query ]; an empty path is "/" (RFC 6455 section 3)
-    if (!is_url_target(target)) return false;
-    const std::size_t question = target.find('?');
-    const std::string_view path = target.substr(0, question);
-    u.path = path.empty() ? std::string("/") : std::string(path);
-    u.target = u.path;
-    if (question != std::string_view::npos) {
-        u.query.assign(target.substr(question + 1));
-        u.target.append("?").append(u.query);
-    }
-    return true;
+    return parse_url_target(target, u);
 }
 
 } // namespace detail
 
-// Parses a ws:// or wss:// URL (RFC 6455 section 3, RFC 3986) into `out`. On failure
+// Parses a ws://, wss:// or ws+unix: URL (RFC 6455 section 3, RFC 3986) into `out`. On failure
 // returns the error (see detail::url_error; every malformed URL gives the same one) and
 // leaves `out` default-constructed. Never throws on bad input.
 inline std::error_code parse_websocket_url(std::string_view url, websocket_url& out) {

@@ -43,6 +43,7 @@
 // is released, so no handler runs, or is destroyed, while the lock is held.
 #pragma once
 
+#include "../detail/post_completion.hpp"
 #include "../detail/unique_function.hpp"
 #include "../protocol/session.hpp"
 
@@ -578,7 +579,8 @@ struct memory {
     template <class Handler>
     static void async_handshake(stream_type& stream, protocol::role, const std::string&,
                                 Handler&& handler) {
-        post_completion(stream, std::forward<Handler>(handler), std::error_code{});
+        detail::post_completion(stream.get_executor(), std::forward<Handler>(handler),
+                                std::error_code{});
     }
 
     // The peer reads the bytes already written, then eof.
@@ -586,7 +588,7 @@ struct memory {
     static void async_shutdown(stream_type& stream, Handler&& handler) {
         std::error_code ec;
         stream.shutdown_send(ec);
-        post_completion(stream, std::forward<Handler>(handler), ec);
+        detail::post_completion(stream.get_executor(), std::forward<Handler>(handler), ec);
     }
 
     static void close(stream_type& stream) noexcept { stream.close(); }
@@ -594,15 +596,6 @@ struct memory {
     static bool is_clean_end(const std::error_code& ec) noexcept { return ec == asio::error::eof; }
 
     static asio::ip::tcp::endpoint remote_endpoint(const stream_type&) noexcept { return {}; }
-
-private:
-    template <class Handler>
-    static void post_completion(stream_type& stream, Handler&& handler, std::error_code ec) {
-        auto io_executor = stream.get_executor();
-        auto executor = asio::get_associated_executor(handler, io_executor);
-        asio::post(io_executor, asio::bind_executor(executor, [h = std::forward<Handler>(handler),
-                                                               ec]() mutable { h(ec); }));
-    }
 };
 
 } // namespace duplex::transport

@@ -3,16 +3,20 @@
 //
 // duplex's connection, server and client are templates over a transport policy: a struct of
 // types and static functions that says how bytes move, and nothing about WebSocket. To add a
-// transport (a unix-domain socket, a QUIC stream, an in-memory pipe), write a struct like `tcp`:
+// transport (a QUIC stream, an in-memory pipe), write a struct like `tcp` (unix_socket.hpp is
+// another one, over Unix-domain sockets):
 //
 //   using stream_type          An AsyncReadStream + AsyncWriteStream (async_read_some,
 //                              async_write_some, get_executor). Connections own one.
+//   using protocol_type        The Asio protocol that servers accept and clients connect with
+//                              (asio::ip::tcp, asio::local::stream_protocol). Optional:
+//                              asio::ip::tcp when absent.
 //   using context_type         State shared by every connection of one server or client
 //                              (TLS: the asio::ssl::context). Default-constructible or not.
 //   static constexpr bool is_secure      true when the scheme is wss://
 //
-//   static stream_type make_stream(asio::ip::tcp::socket&& connected, context_type&)
-//       Wraps a connected (or accepted) TCP socket. Only server and client need this.
+//   static stream_type make_stream(protocol_type::socket&& connected, context_type&)
+//       Wraps a connected (or accepted) socket. Only server and client need this.
 //   static void async_handshake(stream_type&, protocol::role, const std::string& host,
 //                               Handler&& handler)           handler(std::error_code)
 //       Runs the transport's own handshake after connect/accept (TLS; a no-op for TCP).
@@ -40,24 +44,18 @@
 // its thread when bytes are there, so an idle connection costs a few hundred bytes, not 16 KiB.
 #pragma once
 
-#include "../protocol/session.hpp"
+#include "../detail/socket_transport.hpp"
 
-#include <asio/associated_executor.hpp>
-#include <asio/bind_executor.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
 
-#include <vector>
-
-#include <cstddef>
-#include <string>
 #include <system_error>
 #include <utility>
 
 namespace duplex::transport {
 
-struct tcp {
-    using stream_type = asio::ip::tcp::socket;
+// The handshake (none), shutdown (FIN), close and readiness functions come from
+// detail::socket_transport, shared with unix_socket.
+struct tcp : detail::socket_transport<asio::ip::tcp> {
     struct context_type {};
     static constexpr bool is_secure = false;
 
@@ -65,67 +63,10 @@ struct tcp {
         return std::move(connected);
     }
 
-    template <class Handler>
-    static void async_handshake(stream_type& stream, protocol::role, const std::string&,
-                                Handler&& handler) {
-        post_completion(stream, std::forward<Handler>(handler), std::error_code{});
-    }
-
-    template <class Handler>
-    static void async_shutdown(stream_type& stream, Handler&& handler) {
-        std::error_code ec;
-        stream.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        post_completion(stream, std::forward<Handler>(handler), ec);
-    }
-
-    static void close(stream_type& stream) noexcept {
-        std::error_code ignored;
-        stream.close(ignored);
-    }
-
-    static bool is_clean_end(const std::error_code& ec) noexcept { return ec == asio::error::eof; }
-
-    template <class Handler>
-    static void async_wait_readable(stream_type& stream, Handler&& handler) {
-        // Asio re-arms the descriptor when the wait starts, so bytes that arrived before it
-        // complete it at once: nothing is missed between a read and the next wait.
-        stream.async_wait(asio::socket_base::wait_read, std::forward<Handler>(handler));
-    }
-
-    static std::size_t read_now(stream_type& stream, asio::mutable_buffer buffer,
-                                std::error_code& ec) {
-        if (!stream.non_blocking()) {
-            stream.non_blocking(true, ec);
-            if (ec) return 0;
-        }
-        return stream.read_some(buffer, ec);
-    }
-
-    static std::size_t write_now(stream_type& stream,
-                                 const std::vector<asio::const_buffer>& buffers,
-                                 std::error_code& ec) {
-        if (!stream.non_blocking()) {
-            stream.non_blocking(true, ec);
-            if (ec) return 0;
-        }
-        return stream.write_some(buffers, ec);
-    }
-
     static asio::ip::tcp::endpoint remote_endpoint(const stream_type& stream) noexcept {
         std::error_code ec;
         auto endpoint = stream.remote_endpoint(ec);
         return ec ? asio::ip::tcp::endpoint{} : endpoint;
-    }
-
-private:
-    // As Asio's own operations complete: posted (never inline), then run on the handler's
-    // associated executor, e.g. the strand it was bound to.
-    template <class Handler>
-    static void post_completion(stream_type& stream, Handler&& handler, std::error_code ec) {
-        auto io_executor = stream.get_executor();
-        auto executor = asio::get_associated_executor(handler, io_executor);
-        asio::post(io_executor, asio::bind_executor(executor, [h = std::forward<Handler>(handler),
-                                                               ec]() mutable { h(ec); }));
     }
 };
 

@@ -17,13 +17,13 @@
 // OpenSSL failure) and a form taking std::error_code& that returns an empty context instead.
 #pragma once
 
+#include "../detail/post_completion.hpp"
 #include "../protocol/session.hpp"
 
 #include <asio/associated_executor.hpp>
 #include <asio/bind_executor.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
 #include <asio/ssl.hpp>
 
 #include <openssl/ssl.h>
@@ -160,7 +160,7 @@ struct tls {
         }
         std::error_code ec = prepare_client(stream.native_handle(), host);
         if (ec) {
-            post_completion(stream.get_executor(), std::forward<Handler>(handler), ec);
+            detail::post_completion(stream.get_executor(), std::forward<Handler>(handler), ec);
             return;
         }
         stream.async_handshake(asio::ssl::stream_base::client, std::forward<Handler>(handler));
@@ -231,15 +231,13 @@ private:
                                  asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1,
                              ec);
         if (ec) return {};
-        // OpenSSL otherwise keeps a read and a write buffer (about 34 KiB) in every idle
-        // connection; with this it frees them while nothing is being sent or received.
-        ::SSL_CTX_set_mode(context->native_handle(), SSL_MODE_RELEASE_BUFFERS);
         SSL_CTX* native = context->native_handle();
         if (::SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1) {
             ec = last_ssl_error();
             return {};
         }
-        // Idle connections give their TLS read/write buffers (~34 KiB each) back.
+        // OpenSSL otherwise keeps a read and a write buffer (about 34 KiB) in every idle
+        // connection; with this it frees them while nothing is being sent or received.
         ::SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
         return context_type{std::move(context)};
     }
@@ -271,16 +269,6 @@ private:
             if (::SSL_set1_host(ssl, name.c_str()) != 1) return last_ssl_error();
         }
         return {};
-    }
-
-    // Completes `handler` with `ec` as Asio's own operations do: posted to the stream's
-    // executor (never inline), then run on the handler's associated executor.
-    template <class Executor, class Handler>
-    static void post_completion(const Executor& io_executor, Handler&& handler,
-                                std::error_code ec) {
-        auto executor = asio::get_associated_executor(handler, io_executor);
-        asio::post(io_executor, asio::bind_executor(executor, [h = std::forward<Handler>(handler),
-                                                               ec]() mutable { h(ec); }));
     }
 };
 
