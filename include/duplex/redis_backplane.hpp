@@ -112,6 +112,11 @@ struct redis_backplane_options {
     // intervals is dead (a stalled network, a frozen server). Zero turns this off.
     std::chrono::milliseconds ping_interval = std::chrono::seconds(5);
 
+    // Presence (presence_add): each entry lives this long unless its process refreshes it,
+    // which it does every presence_refresh while up (and at once after a reconnect).
+    std::chrono::milliseconds presence_ttl = std::chrono::seconds(30);
+    std::chrono::milliseconds presence_refresh = std::chrono::seconds(10);
+
     // The largest room message carried (its payload); bigger ones are dropped and counted.
     std::size_t max_message_size = 16 * 1024 * 1024;
 
@@ -197,6 +202,11 @@ public:
     virtual void subscribe(std::uint64_t node, std::string_view room) = 0;
     virtual void unsubscribe(std::uint64_t node, std::string_view room) = 0;
     virtual void publish(const backplane_message& message) = 0;
+    virtual void presence_add(std::string_view room, std::string_view member) = 0;
+    virtual void presence_remove(std::string_view room, std::string_view member) = 0;
+    virtual void
+    presence_members(std::string_view room,
+                     std::function<void(std::error_code, std::vector<std::string>)> done) = 0;
     virtual redis_state state() const = 0;
     virtual std::error_code last_error() const = 0;
     virtual redis_backplane_counters counters() const = 0;
@@ -268,20 +278,37 @@ public:
         redis_envelope::append(body, message);
         std::string command;
         append_command_with(command, message, body);
+        if (enqueue(std::move(command), reply_kind::publish)) request_flush();
+    }
+
+    // Presence entries are members of a sorted set per room, scored by the time (ms since
+    // the epoch) they expire; each process re-adds its own entries every presence_refresh.
+    void presence_add(std::string_view room, std::string_view member) override {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (stopped_) {
-                ++counters_.drops;
-                return;
-            }
-            if (!make_room_for(command.size())) {
-                ++counters_.drops;
-                return;
-            }
-            queued_bytes_ += command.size();
-            queue_.push_back(std::move(command));
+            if (!local_presence_[std::string(room)].emplace(member).second) return;
         }
-        request_flush();
+        std::string command;
+        redis::append_command(command, {"ZADD", presence_key(room), expiry_score(), member});
+        if (enqueue(std::move(command), reply_kind::other)) request_flush();
+    }
+
+    void presence_remove(std::string_view room, std::string_view member) override {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            auto it = local_presence_.find(room);
+            if (it == local_presence_.end() || it->second.erase(std::string(member)) == 0) return;
+            if (it->second.empty()) local_presence_.erase(it);
+        }
+        std::string command;
+        redis::append_command(command, {"ZREM", presence_key(room), member});
+        if (enqueue(std::move(command), reply_kind::other)) request_flush();
+    }
+
+    void
+    presence_members(std::string_view room,
+                     std::function<void(std::error_code, std::vector<std::string>)> done) override {
+        request_query(presence_key(room), std::move(done));
     }
 
     redis_state state() const override { return state_.load(); }
@@ -300,8 +327,44 @@ protected:
         std::set<std::string, std::less<>> rooms;
     };
 
+    enum class reply_kind { publish, other, ping, query };
+
+    struct queued_command {
+        std::string bytes;
+        reply_kind kind;
+    };
+
     virtual void request_sync() = 0;
     virtual void request_flush() = 0;
+    virtual void request_query(std::string key,
+                               std::function<void(std::error_code, std::vector<std::string>)>) = 0;
+
+    std::string presence_key(std::string_view room) const {
+        std::string key = options_.channel_prefix;
+        key += "presence:";
+        key += room;
+        return key;
+    }
+
+    static long long now_ms() {
+        using namespace std::chrono;
+        return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+    }
+    std::string expiry_score() const {
+        return std::to_string(now_ms() + options_.presence_ttl.count());
+    }
+
+    // Queues a command for the publisher connection under the overflow policy.
+    bool enqueue(std::string command, reply_kind kind) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopped_ || !make_room_for(command.size())) {
+            ++counters_.drops;
+            return false;
+        }
+        queued_bytes_ += command.size();
+        queue_.push_back({std::move(command), kind});
+        return true;
+    }
 
     std::string room_channel(std::string_view room) const {
         std::string channel = options_.channel_prefix;
@@ -333,7 +396,7 @@ protected:
         if (fits()) return true;
         if (options_.on_overflow == redis_overflow::reject_new) return false;
         while (!queue_.empty() && !fits()) {
-            queued_bytes_ -= queue_.front().size();
+            queued_bytes_ -= queue_.front().bytes.size();
             queue_.pop_front();
             ++counters_.drops;
         }
@@ -386,7 +449,9 @@ protected:
     std::mt19937_64 rng_; // node ids and reconnect jitter
     std::unordered_map<std::uint64_t, node_record> nodes_;
     std::map<std::string, std::size_t, std::less<>> wanted_rooms_; // room: nodes wanting it
-    std::deque<std::string> queue_;                                // encoded PUBLISH commands
+    std::deque<queued_command> queue_; // for the publisher connection, in order
+    // This process's presence entries, re-added on every refresh and after a reconnect.
+    std::map<std::string, std::set<std::string>, std::less<>> local_presence_;
     std::size_t queued_bytes_ = 0;
     bool stopped_ = false;
     std::error_code last_error_;
@@ -402,7 +467,8 @@ public:
     redis_plane(const asio::any_io_executor& executor, redis_backplane_options o,
                 redis::redis_url url, typename Transport::context_type context)
         : redis_plane_common(std::move(o)), strand_(asio::make_strand(executor)),
-          url_(std::move(url)), context_(std::move(context)), timer_(strand_), resolver_(strand_) {}
+          url_(std::move(url)), context_(std::move(context)), timer_(strand_),
+          presence_timer_(strand_), resolver_(strand_) {}
 
     void start() override {
         asio::dispatch(strand_, [self = this->shared_from_this()] { self->connect(); });
@@ -417,6 +483,7 @@ public:
         asio::dispatch(strand_, [self = this->shared_from_this()] {
             self->close_sessions();
             self->timer_.cancel();
+            self->presence_timer_.cancel();
             self->resolver_.cancel();
             self->set_state(redis_state::stopped, {});
         });
@@ -444,8 +511,9 @@ private:
         std::size_t handshake_replies = 0; // replies still expected to the handshake
         bool ready = false;                // handshake done
         std::size_t unconfirmed_subscribes = 0;
-        std::size_t publishes_in_flight = 0;
-        std::size_t pings_in_flight = 0; // publisher: PONGs to tell apart from publishes
+        // Publisher: what each reply still to come answers, in order (Redis answers in order).
+        std::deque<reply_kind> expected;
+        std::deque<std::function<void(std::error_code, std::vector<std::string>)>> queries;
         bool heard_since_ping = true;
     };
 
@@ -541,6 +609,9 @@ private:
             return;
         attempt_ = 0;
         set_state(redis_state::up, {});
+        // Presence first: entries may have expired, or Redis restarted empty, while away.
+        refresh_presence();
+        arm_presence_timer();
         if (options_.ping_interval.count() > 0)
             arm_timer(options_.ping_interval, timer_purpose::ping);
         else
@@ -587,20 +658,26 @@ private:
             return true;
         }
         if (s->kind == link_kind::publisher) {
-            if (s->pings_in_flight > 0 && v.type == redis::resp_type::simple_string &&
-                v.text == "PONG") {
-                --s->pings_in_flight;
-                return true;
-            }
-            if (s->publishes_in_flight == 0) {
+            if (s->expected.empty()) {
                 fail(redis::resp_errc::unexpected_reply);
                 return false;
             }
-            --s->publishes_in_flight;
-            if (v.type == redis::resp_type::integer)
-                count(counters_.publishes);
-            else
-                count(counters_.drops); // e.g. an OOM or ACL error for this PUBLISH
+            const reply_kind kind = s->expected.front();
+            s->expected.pop_front();
+            if (kind == reply_kind::publish) {
+                // An error here is for this PUBLISH alone (OOM, an ACL rule): it is dropped.
+                count(v.type == redis::resp_type::integer ? counters_.publishes : counters_.drops);
+            } else if (kind == reply_kind::query) {
+                auto done = std::move(s->queries.front());
+                s->queries.pop_front();
+                std::vector<std::string> members;
+                std::error_code ec;
+                if (v.is_error() || !v.is_aggregate())
+                    ec = redis::resp_errc::unexpected_reply;
+                else
+                    for (auto& e : v.elements) members.push_back(std::move(e.text));
+                if (done) done(ec, std::move(members));
+            }
             return true;
         }
         // Subscriber: pushes (RESP3) or arrays (RESP2) of [kind, channel, data].
@@ -665,16 +742,16 @@ private:
     void flush() {
         flush_posted_.store(false);
         if (state_.load() != redis_state::up || !pub_ || pub_->closed) return;
-        std::size_t n = 0;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             // Pipelined: everything queued goes out in one write, replies are counted later.
-            for (auto& command : queue_) pub_->pending += command;
-            n = queue_.size();
+            for (auto& command : queue_) {
+                pub_->pending += command.bytes;
+                pub_->expected.push_back(command.kind);
+            }
             queue_.clear();
             queued_bytes_ = 0;
         }
-        pub_->publishes_in_flight += n;
         write(pub_);
     }
 
@@ -686,6 +763,64 @@ private:
     void request_flush() override {
         if (flush_posted_.exchange(true)) return;
         asio::post(strand_, [self = this->shared_from_this()] { self->flush(); });
+    }
+
+    void
+    request_query(std::string key,
+                  std::function<void(std::error_code, std::vector<std::string>)> done) override {
+        asio::post(strand_, [self = this->shared_from_this(), key = std::move(key),
+                             done = std::move(done)]() mutable {
+            if (self->state_.load() != redis_state::up || !self->pub_ || self->pub_->closed) {
+                if (done) done(asio::error::not_connected, {});
+                return;
+            }
+            self->flush(); // what this process queued before asking goes first
+            const std::string now = std::to_string(now_ms());
+            auto& s = *self->pub_;
+            redis::append_command(s.pending, {"ZREMRANGEBYSCORE", key, "-inf", now});
+            s.expected.push_back(reply_kind::other);
+            redis::append_command(s.pending, {"ZRANGEBYSCORE", key, "(" + now, "+inf"});
+            s.expected.push_back(reply_kind::query);
+            s.queries.push_back(std::move(done));
+            self->write(self->pub_);
+        });
+    }
+
+    // Re-adds every presence entry of this process with a fresh expiry; the key itself
+    // expires when no process has refreshed it for presence_ttl.
+    void refresh_presence() {
+        if (!pub_ || pub_->closed) return;
+        std::map<std::string, std::set<std::string>, std::less<>> entries;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            entries = local_presence_;
+        }
+        const std::string score = expiry_score();
+        const std::string ttl =
+            std::to_string(std::max<long long>(1, options_.presence_ttl.count()));
+        for (const auto& [room, members] : entries) {
+            const std::string key = presence_key(room);
+            std::vector<std::string_view> zadd{"ZADD", key};
+            for (const auto& member : members) {
+                zadd.push_back(score);
+                zadd.push_back(member);
+            }
+            redis::append_command(pub_->pending, zadd);
+            redis::append_command(pub_->pending, {"PEXPIRE", key, ttl});
+            pub_->expected.push_back(reply_kind::other);
+            pub_->expected.push_back(reply_kind::other);
+        }
+        write(pub_);
+    }
+
+    void arm_presence_timer() {
+        presence_timer_.expires_after(
+            std::max(options_.presence_refresh, std::chrono::milliseconds(1)));
+        presence_timer_.async_wait([self = this->shared_from_this()](std::error_code ec) {
+            if (ec || self->is_stopped() || self->state_.load() != redis_state::up) return;
+            self->refresh_presence();
+            self->arm_presence_timer();
+        });
     }
 
     enum class timer_purpose { connect_timeout, reconnect, ping };
@@ -709,7 +844,7 @@ private:
             if (!s->heard_since_ping) return fail(asio::error::timed_out);
             s->heard_since_ping = false;
             redis::append_command(s->pending, {"PING"});
-            if (s->kind == link_kind::publisher) ++s->pings_in_flight;
+            if (s->kind == link_kind::publisher) s->expected.push_back(reply_kind::ping);
             write(s);
         }
         arm_timer(options_.ping_interval, timer_purpose::ping);
@@ -727,8 +862,16 @@ private:
 
     void close_sessions() {
         if (pub_ && !pub_->closed) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            counters_.unconfirmed += pub_->publishes_in_flight;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                for (const auto kind : pub_->expected)
+                    if (kind == reply_kind::publish) ++counters_.unconfirmed;
+            }
+            pub_->expected.clear();
+            auto queries = std::move(pub_->queries);
+            pub_->queries.clear();
+            for (auto& done : queries)
+                if (done) done(asio::error::connection_aborted, {});
         }
         close_session(sub_);
         close_session(pub_);
@@ -774,7 +917,8 @@ private:
     asio::strand<asio::any_io_executor> strand_;
     redis::redis_url url_;
     typename Transport::context_type context_;
-    asio::steady_timer timer_;
+    asio::steady_timer timer_;          // reconnect, connect timeout, ping: one at a time
+    asio::steady_timer presence_timer_; // presence refresh while up
     asio::ip::tcp::resolver resolver_;
     std::uint64_t timer_token_ = 0;
     unsigned attempt_ = 0;
@@ -803,6 +947,11 @@ public:
 private:
     void request_sync() override {}
     void request_flush() override {}
+    void
+    request_query(std::string,
+                  std::function<void(std::error_code, std::vector<std::string>)> done) override {
+        if (done) done(last_error_, {});
+    }
 };
 
 } // namespace detail
@@ -854,6 +1003,25 @@ public:
         impl_->unsubscribe(node, room);
     }
     void publish(const backplane_message& message) override { impl_->publish(message); }
+
+    // Presence across processes: `member` is listed in `room` for every process while this
+    // one keeps it (refreshed every presence_refresh, re-added after a reconnect), and for at
+    // most presence_ttl after this process stops refreshing it (a crash, a lost network).
+    // Member names are shared: a name removed here is gone for all until its next refresh
+    // elsewhere, so make them unique per process if that matters (a user id and a node).
+    // Commands go through the same queue as publishes, in order with them.
+    void presence_add(std::string_view room, std::string_view member) {
+        impl_->presence_add(room, member);
+    }
+    void presence_remove(std::string_view room, std::string_view member) {
+        impl_->presence_remove(room, member);
+    }
+    // The unexpired members of `room` in all processes, once, on the backplane's strand; an
+    // error (asio::error::not_connected while not up) and no members if it cannot ask.
+    void presence_members(std::string_view room,
+                          std::function<void(std::error_code, std::vector<std::string>)> done) {
+        impl_->presence_members(room, std::move(done));
+    }
 
     redis_state state() const { return impl_->state(); }
     // Why the last connection failed (or why the backplane is stopped); empty if it never did.

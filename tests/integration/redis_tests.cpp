@@ -16,6 +16,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -598,4 +599,96 @@ TEST_CASE("Redis backplane: rooms in two processes share a room through Redis", 
     CHECK(messages[1].payload == "to all");
     CHECK(messages[1].type == duplex::opcode::binary);
     member->close();
+}
+
+namespace {
+
+struct presence_answer {
+    std::mutex m;
+    bool done = false;
+    std::error_code error;
+    std::vector<std::string> members;
+};
+
+// Asks for the members of `room` and waits for the answer; the error when there is one.
+std::vector<std::string> members_of(redis_backplane& plane, const std::string& room,
+                                    std::error_code& error) {
+    auto answer = std::make_shared<presence_answer>();
+    plane.presence_members(room, [answer](std::error_code ec, std::vector<std::string> members) {
+        std::lock_guard<std::mutex> lock(answer->m);
+        answer->error = ec;
+        answer->members = std::move(members);
+        answer->done = true;
+    });
+    const bool answered = wait_for([&] {
+        std::lock_guard<std::mutex> lock(answer->m);
+        return answer->done;
+    });
+    std::lock_guard<std::mutex> lock(answer->m);
+    error = answered ? answer->error : std::make_error_code(std::errc::timed_out);
+    return answer->members;
+}
+
+bool lists(const std::vector<std::string>& members, const std::string& name) {
+    return std::find(members.begin(), members.end(), name) != members.end();
+}
+
+} // namespace
+
+TEST_CASE("Redis backplane: presence spans processes, is in order with publishes, and expires "
+          "when its process stops refreshing it",
+          "[redis][presence]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder b_got;
+    redis_backplane a(io.io.get_executor(), quick_options(server.url()));
+    redis_backplane b(io.io.get_executor(), quick_options(server.url()));
+    auto c_options = quick_options(server.url());
+    c_options.presence_ttl = 1500ms;
+    c_options.presence_refresh = 100ms;
+    auto c = std::make_unique<redis_backplane>(io.io.get_executor(), c_options);
+    const auto a_node = a.attach([](const duplex::backplane_message&) {});
+    const auto b_node = b.attach([&](const duplex::backplane_message& m) { b_got.add(m); });
+    const auto c_node = c->attach([](const duplex::backplane_message&) {});
+    b.subscribe(b_node, "lobby");
+    REQUIRE(
+        wait_for([&] { return a.state() == redis_state::up && c->state() == redis_state::up; }));
+    REQUIRE(wait_for([&] { return b.state() == redis_state::up && b.counters().channels == 2; }));
+
+    // A process that sees a publish made after a presence change sees the change: both went
+    // through the publisher's one connection, in order.
+    a.presence_add("lobby", "alice");
+    a.publish(make_message(a_node, "lobby", "alice joined"));
+    REQUIRE(wait_for([&] { return b_got.size() >= 1; }));
+    std::error_code ec;
+    auto members = members_of(b, "lobby", ec);
+    REQUIRE_FALSE(ec);
+    CHECK(lists(members, "alice"));
+    CHECK(members_of(a, "lobby", ec).size() == 1);
+
+    a.presence_remove("lobby", "alice");
+    a.publish(make_message(a_node, "lobby", "alice left"));
+    REQUIRE(wait_for([&] { return b_got.size() >= 2; }));
+    members = members_of(b, "lobby", ec);
+    REQUIRE_FALSE(ec);
+    CHECK_FALSE(lists(members, "alice"));
+
+    // Refreshed, an entry outlives its TTL many times over.
+    c->presence_add("lobby", "carol");
+    c->publish(make_message(c_node, "lobby", "carol joined"));
+    REQUIRE(wait_for([&] { return b_got.size() >= 3; }));
+    CHECK(lists(members_of(b, "lobby", ec), "carol"));
+    std::this_thread::sleep_for(3s);
+    CHECK(lists(members_of(b, "lobby", ec), "carol"));
+    REQUIRE_FALSE(ec);
+
+    // Its process gone without a goodbye (as in a crash), the entry expires.
+    c.reset();
+    CHECK(wait_for([&] {
+        const auto now = members_of(b, "lobby", ec);
+        return !ec && !lists(now, "carol");
+    }));
 }
