@@ -26,6 +26,9 @@
 //
 // Threads: every member function may be called from any thread. The connections run on a
 // strand of the executor given at construction; receivers and the state handler run there.
+// After detach(node) returns, that node's receiver is not running and never runs again; after
+// the destructor returns, no callback is. A receiver may publish, subscribe and detach, but
+// must not wait for another thread that is itself detaching or destroying this backplane.
 #pragma once
 
 #include "redis/resp.hpp"
@@ -237,6 +240,8 @@ public:
 
     void detach(std::uint64_t node) override {
         {
+            // Not while a delivery runs: once detach returns, the node's receiver never runs.
+            std::lock_guard<std::recursive_mutex> callbacks(callbacks_mutex_);
             std::lock_guard<std::mutex> lock(mutex_);
             auto it = nodes_.find(node);
             if (it == nodes_.end()) return;
@@ -420,6 +425,9 @@ protected:
             redis_envelope::parse(data, m) &&
             channel == (m.to == audience::everyone ? all_channel() : room_channel(m.room));
         std::vector<std::shared_ptr<backplane::receiver>> targets;
+        // Held until every receiver returned: detach and stop wait for it.
+        std::lock_guard<std::recursive_mutex> callbacks(callbacks_mutex_);
+        if (!callbacks_enabled_) return;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!valid) {
@@ -437,6 +445,19 @@ protected:
         for (const auto& target : targets) (*target)(m);
     }
 
+    // Runs a user callback unless the backplane was stopped: once stop() returned, none runs,
+    // and none is running (unless stop() was called from inside one).
+    template <class F>
+    void user_callback(F&& f) {
+        std::lock_guard<std::recursive_mutex> callbacks(callbacks_mutex_);
+        if (callbacks_enabled_) f();
+    }
+
+    void disable_callbacks() {
+        std::lock_guard<std::recursive_mutex> callbacks(callbacks_mutex_);
+        callbacks_enabled_ = false;
+    }
+
     void count(std::uint64_t& counter) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++counter;
@@ -444,6 +465,11 @@ protected:
 
     redis_backplane_options options_;
     std::atomic<redis_state> state_{redis_state::connecting};
+
+    // Held while any user callback runs (receivers, on_state, presence answers); taken before
+    // mutex_ when both are.
+    std::recursive_mutex callbacks_mutex_;
+    bool callbacks_enabled_ = true;
 
     mutable std::mutex mutex_;
     std::mt19937_64 rng_; // node ids and reconnect jitter
@@ -475,6 +501,7 @@ public:
     }
 
     void stop() override {
+        disable_callbacks();
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (stopped_) return;
@@ -676,7 +703,7 @@ private:
                     ec = redis::resp_errc::unexpected_reply;
                 else
                     for (auto& e : v.elements) members.push_back(std::move(e.text));
-                if (done) done(ec, std::move(members));
+                if (done) user_callback([&] { done(ec, std::move(members)); });
             }
             return true;
         }
@@ -771,7 +798,7 @@ private:
         asio::post(strand_, [self = this->shared_from_this(), key = std::move(key),
                              done = std::move(done)]() mutable {
             if (self->state_.load() != redis_state::up || !self->pub_ || self->pub_->closed) {
-                if (done) done(asio::error::not_connected, {});
+                if (done) self->user_callback([&] { done(asio::error::not_connected, {}); });
                 return;
             }
             self->flush(); // what this process queued before asking goes first
@@ -871,7 +898,7 @@ private:
             auto queries = std::move(pub_->queries);
             pub_->queries.clear();
             for (auto& done : queries)
-                if (done) done(asio::error::connection_aborted, {});
+                if (done) user_callback([&] { done(asio::error::connection_aborted, {}); });
         }
         close_session(sub_);
         close_session(pub_);
@@ -906,7 +933,7 @@ private:
 
     void set_state(redis_state next, std::error_code ec) {
         if (state_.exchange(next) == next) return;
-        if (options_.on_state) options_.on_state(next, ec);
+        if (options_.on_state) user_callback([&] { options_.on_state(next, ec); });
     }
 
     bool is_stopped() const {
@@ -940,9 +967,10 @@ public:
         state_.store(redis_state::stopped);
     }
     void start() override {
-        if (options_.on_state) options_.on_state(redis_state::stopped, last_error_);
+        if (options_.on_state)
+            user_callback([&] { options_.on_state(redis_state::stopped, last_error_); });
     }
-    void stop() override {}
+    void stop() override { disable_callbacks(); }
 
 private:
     void request_sync() override {}
@@ -950,7 +978,7 @@ private:
     void
     request_query(std::string,
                   std::function<void(std::error_code, std::vector<std::string>)> done) override {
-        if (done) done(last_error_, {});
+        if (done) user_callback([&] { done(last_error_, {}); });
     }
 };
 
@@ -962,8 +990,8 @@ class redis_backplane final : public backplane {
 public:
     redis_backplane(const asio::any_io_executor& executor, redis_backplane_options options) {
         redis::redis_url url;
-        if (auto ec = redis::parse_redis_url(options.url, url)) {
-            impl_ = std::make_shared<detail::redis_plane_broken>(std::move(options), ec);
+        if (auto bad = redis::parse_redis_url(options.url, url)) {
+            impl_ = std::make_shared<detail::redis_plane_broken>(std::move(options), bad);
         } else if (!url.secure) {
             impl_ = std::make_shared<detail::redis_plane<transport::tcp>>(
                 executor, std::move(options), std::move(url), transport::tcp::context_type{});
@@ -985,8 +1013,10 @@ public:
         impl_->start();
     }
 
-    // Closes both connections; what is still queued is dropped. Pending operations finish on
-    // the executor's threads, which must keep running (or be destroyed) afterwards.
+    // Closes both connections; what is still queued is dropped. Once it returns, no receiver,
+    // state handler or presence answer runs any more, nor is one still running (it waits for
+    // one in progress, unless called from inside it). Pending operations finish on the
+    // executor's threads, which must keep running (or be destroyed) afterwards.
     ~redis_backplane() override { impl_->stop(); }
 
     redis_backplane(const redis_backplane&) = delete;

@@ -29,6 +29,9 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -116,6 +119,10 @@ public:
         args.insert(args.end(), extra_.begin(), extra_.end());
         pid_ = ::fork();
         if (pid_ == 0) {
+#if defined(__linux__)
+            // Dies with the test, even when the test crashes before its destructor runs.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
             std::vector<char*> argv;
             for (auto& a : args) argv.push_back(a.data());
             argv.push_back(nullptr);
