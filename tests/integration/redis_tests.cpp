@@ -87,12 +87,16 @@ public:
     ~redis_server() {
         stop();
         if (!dir_.empty()) {
-            std::remove((dir_ + "/redis.log").c_str());
+            for (const char* file : {"/redis.log", "/cert.pem", "/key.pem"})
+                std::remove((dir_ + file).c_str());
             ::rmdir(dir_.c_str());
         }
     }
 
     std::uint16_t port() const { return port_; }
+    const std::string& dir() const { return dir_; }
+    // Arguments for the next start().
+    std::vector<std::string>& extra_arguments() { return extra_; }
     std::string url(const std::string& userinfo = "", int db = 0) const {
         return "redis://" + userinfo + "127.0.0.1:" + std::to_string(port_) + "/" +
                std::to_string(db);
@@ -699,3 +703,63 @@ TEST_CASE("Redis backplane: presence spans processes, is in order with publishes
         return !ec && !lists(now, "carol");
     }));
 }
+
+#if defined(DUPLEX_ENABLE_TLS)
+TEST_CASE("Redis backplane: rediss:// verifies the server's certificate, and works with the "
+          "right CA",
+          "[redis][tls]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    // A self-signed certificate for 127.0.0.1; Redis speaks only TLS, on the test's port.
+    const std::string cert = server.dir() + "/cert.pem";
+    const std::string key = server.dir() + "/key.pem";
+    const std::string make_cert =
+        "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext "
+        "subjectAltName=DNS:localhost,IP:127.0.0.1 -days 2 -keyout " +
+        key + " -out " + cert + " >/dev/null 2>&1";
+    if (std::system(make_cert.c_str()) != 0) DUPLEX_SKIP("openssl could not make a certificate");
+    server.extra_arguments() = {"--port",
+                                "0",
+                                "--tls-port",
+                                std::to_string(server.port()),
+                                "--tls-cert-file",
+                                cert,
+                                "--tls-key-file",
+                                key,
+                                "--tls-ca-cert-file",
+                                cert,
+                                "--tls-auth-clients",
+                                "no"};
+    REQUIRE(server.start());
+    io_threads io;
+    const std::string url = "rediss://127.0.0.1:" + std::to_string(server.port()) + "/0";
+
+    // The system's CAs do not know this certificate: refused, again and again, never up.
+    recorder untrusted_states;
+    redis_backplane untrusted(io.io.get_executor(), quick_options(url, &untrusted_states));
+    REQUIRE(wait_for([&] { return untrusted.counters().reconnects >= 2; }));
+    CHECK(untrusted.state() != redis_state::up);
+    CHECK(untrusted.last_error());
+    CHECK_FALSE(untrusted_states.saw(redis_state::up, {}));
+
+    auto trusting = [&] {
+        auto o = quick_options(url);
+        o.tls_context = duplex::transport::tls::client_context();
+        o.tls_context.load_verify_file(cert);
+        return o;
+    };
+    recorder got;
+    redis_backplane a(io.io.get_executor(), trusting());
+    redis_backplane b(io.io.get_executor(), trusting());
+    const auto a_node = a.attach([](const duplex::backplane_message&) {});
+    const auto b_node = b.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    b.subscribe(b_node, "secure");
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up; }));
+    REQUIRE(wait_for([&] { return b.state() == redis_state::up && b.counters().channels == 2; }));
+    std::string payload(100000, 'x'); // many TLS records
+    payload[5] = '\0';
+    a.publish(make_message(a_node, "secure", payload, duplex::opcode::binary));
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == payload);
+}
+#endif
