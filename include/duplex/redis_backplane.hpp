@@ -550,7 +550,8 @@ private:
         if (is_stopped()) return;
         set_state(redis_state::connecting, {});
         ++attempt_;
-        if (attempt_ > 1) count(counters_.reconnects);
+        if (attempted_before_) count(counters_.reconnects);
+        attempted_before_ = true;
         redis::resp_limits limits;
         // A channel message holds the envelope and the channel name; replies are small.
         limits.max_bulk = options_.max_message_size + 64 * 1024;
@@ -948,7 +949,8 @@ private:
     asio::steady_timer presence_timer_; // presence refresh while up
     asio::ip::tcp::resolver resolver_;
     std::uint64_t timer_token_ = 0;
-    unsigned attempt_ = 0;
+    unsigned attempt_ = 0;          // since the last time up: drives the backoff
+    bool attempted_before_ = false; // every attempt but the very first is a reconnect
     std::shared_ptr<session> sub_;
     std::shared_ptr<session> pub_;
     std::set<std::string> subscribed_; // channels SUBSCRIBE was sent for on sub_

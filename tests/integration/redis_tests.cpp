@@ -146,6 +146,15 @@ public:
         pid_ = -1;
     }
 
+    // SIGSTOP / SIGCONT: a frozen server, or a network that silently stopped carrying packets:
+    // connections stay open and nothing answers.
+    void freeze() {
+        if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    }
+    void thaw() {
+        if (pid_ > 0) ::kill(pid_, SIGCONT);
+    }
+
 private:
     bool accepts() const {
         asio::io_context io;
@@ -450,6 +459,34 @@ TEST_CASE("Redis backplane: a Redis restart in mid-traffic, delivery resumes in 
     INFO("published " << last << ", delivered " << messages.size() << ", unconfirmed "
                       << p.unconfirmed);
     CHECK(messages.size() <= static_cast<std::size_t>(last));
+}
+
+TEST_CASE("Redis backplane: a frozen server is detected by PING, and delivery resumes when it "
+          "thaws",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder got, states;
+    auto options = quick_options(server.url(), &states);
+    options.ping_interval = 200ms;
+    redis_backplane plane(io.io.get_executor(), options);
+    const auto sender = plane.attach([](const duplex::backplane_message&) {});
+    const auto receiver = plane.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    plane.subscribe(receiver, "r");
+    REQUIRE(wait_for(
+        [&] { return plane.state() == redis_state::up && plane.counters().channels == 2; }));
+
+    server.freeze(); // TCP stays up: only the missing PONGs tell
+    REQUIRE(wait_for([&] { return states.saw(redis_state::down, asio::error::timed_out); }));
+    plane.publish(make_message(sender, "r", "queued while frozen"));
+    server.thaw();
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == "queued while frozen");
+    CHECK(plane.state() == redis_state::up);
+    CHECK(plane.counters().reconnects >= 1);
 }
 
 TEST_CASE("Redis backplane: publishes while Redis is away wait in a bounded queue, by policy",
