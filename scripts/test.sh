@@ -15,6 +15,8 @@ packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 lib
   python3-websockets chromium nlohmann-json3-dev)
 # The benchmarks' ctest smoke runs (label bench): Google Benchmark, and Beast and websocketpp peers.
 packages+=(libbenchmark-dev libboost-dev libwebsocketpp-dev)
+# The Redis backplane's tests start their own redis-server (never a mock).
+packages+=(redis-server)
 # Node ws is an interop peer; keep an existing Node (with its own npm) rather than mixing in apt's.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()

@@ -4,23 +4,26 @@
 //
 //   chat_server [--host H] [--port P] [--token T] [--rate N] [--allow-origin O]...
 //               [--address-connections N] [--address-rate N] [--address-burst N]
-//               [--tls-cert FILE --tls-key FILE]
+//               [--tls-cert FILE --tls-key FILE] [--redis URL]
 //
 //   GET /          the chat page (embedded in the binary: no files to deploy)
 //   GET /ws        the chat WebSocket: /ws?name=NAME&room=ROOM&token=TOKEN
 //   GET /echo      a plain echo WebSocket (no token)
-//   GET /health    {"status":"ok","connections":N}
+//   GET /health    {"status":"ok","connections":N} (and "backplane":"up" etc. with --redis)
 //   GET /metrics   Prometheus text format
 //
 // Defaults: 127.0.0.1, port 8080 (0 picks a free one), no token unless $DUPLEX_CHAT_TOKEN is
 // set, WebSockets only from the page's own origin, 10 messages per second per connection, and
 // per client address 32 connections and 20 messages per second (burst 40). With a certificate
 // and key it serves https:// and wss:// instead. SIGINT or SIGTERM shuts it down gracefully.
-// examples/chat/README.md describes the events; tests/interop/browser_chat.mjs drives it from
-// headless Chromium.
+// With --redis redis://HOST:PORT/DB (or rediss://), several chat_server processes share
+// rooms: chat messages, presence and member lists cross them through Redis
+// (duplex::redis_backplane). examples/chat/README.md describes the events;
+// tests/interop/browser_chat.mjs drives it from headless Chromium.
 #include "chat_page.hpp" // generated from index.html by CMake
 
 #include <duplex/duplex.hpp>
+#include <duplex/redis_backplane.hpp>
 
 #include <asio/signal_set.hpp>
 #include <nlohmann/json.hpp>
@@ -79,6 +82,7 @@ struct arguments {
     unsigned address_burst = 40;
     std::string tls_cert;
     std::string tls_key;
+    std::string redis; // a redis:// URL: share rooms with other processes through it
 };
 
 [[noreturn]] void usage(const char* program) {
@@ -86,14 +90,16 @@ struct arguments {
         stderr,
         "usage: %s [--host H] [--port P] [--token T] [--rate N] [--allow-origin O]...\n"
         "       [--address-connections N] [--address-rate N] [--address-burst N]\n"
-        "       [--tls-cert FILE --tls-key FILE]\n"
+        "       [--tls-cert FILE --tls-key FILE] [--redis URL]\n"
         "  --token T                required from chat clients (default: $DUPLEX_CHAT_TOKEN)\n"
         "  --rate N                 chat messages per second per connection, burst N (10)\n"
         "  --allow-origin O         a browser origin allowed to open WebSockets, repeatable\n"
         "                           (default: only the page's own origin)\n"
         "  --address-connections N  WebSocket connections per client address (32)\n"
         "  --address-rate N         chat messages per second per client address (20)\n"
-        "  --address-burst N        ... of which this many at once (40)\n",
+        "  --address-burst N        ... of which this many at once (40)\n"
+        "  --redis URL              share rooms with other chat_server processes through\n"
+        "                           Redis: redis://[[user]:password@]host[:port][/db]\n",
         program);
     std::exit(2);
 }
@@ -138,6 +144,8 @@ arguments parse(int argc, char** argv) {
             a.tls_cert = value;
         else if (flag == "--tls-key")
             a.tls_key = value;
+        else if (flag == "--redis")
+            a.redis = value;
         else
             usage(argv[0]);
     }
@@ -448,7 +456,8 @@ struct chat_metrics {
     std::atomic<std::uint64_t> rate_limited{0};
     std::atomic<std::uint64_t> room_busy{0};
     std::atomic<std::uint64_t> server_busy{0};
-    std::atomic<std::uint64_t> connection_errors{0}; // protocol violations, 1009, timeouts
+    std::atomic<std::uint64_t> connection_errors{0};    // protocol violations, 1009, timeouts
+    const duplex::redis_backplane* backplane = nullptr; // with --redis
 
     void sent(std::size_t messages, std::size_t payload_size) {
         messages_sent += messages;
@@ -483,6 +492,26 @@ struct chat_metrics {
         sample("duplex_chat_errors_total{kind=\"room_busy\"}", room_busy.load());
         sample("duplex_chat_errors_total{kind=\"server_busy\"}", server_busy.load());
         sample("duplex_chat_errors_total{kind=\"connection\"}", connection_errors.load());
+        if (backplane != nullptr) {
+            const auto c = backplane->counters();
+            family("duplex_chat_backplane_up", "gauge", "1 when the Redis backplane is up.");
+            sample("duplex_chat_backplane_up",
+                   backplane->state() == duplex::redis_state::up ? 1 : 0);
+            family("duplex_chat_backplane_publishes_total", "counter",
+                   "Messages published to Redis and acknowledged.");
+            sample("duplex_chat_backplane_publishes_total", c.publishes);
+            family("duplex_chat_backplane_deliveries_total", "counter",
+                   "Messages from other processes received through Redis.");
+            sample("duplex_chat_backplane_deliveries_total", c.deliveries);
+            family("duplex_chat_backplane_reconnects_total", "counter", "Reconnects to Redis.");
+            sample("duplex_chat_backplane_reconnects_total", c.reconnects);
+            family("duplex_chat_backplane_drops_total", "counter",
+                   "Messages for Redis dropped (queue full while Redis was away, or too big).");
+            sample("duplex_chat_backplane_drops_total", c.drops);
+            family("duplex_chat_backplane_unconfirmed_total", "counter",
+                   "Messages written to Redis but not acknowledged when the connection failed.");
+            sample("duplex_chat_backplane_unconfirmed_total", c.unconfirmed);
+        }
         return out;
     }
 };
@@ -511,7 +540,8 @@ private:
         duplex::shared_message message;
         const connection_type* presence_of = nullptr;
         std::uint64_t epoch = 0;
-        bool emptied = false; // a leave that left the room empty
+        bool emptied = false;         // a leave that left the room empty
+        bool remote_presence = false; // presence from another process: not kept in history
         // Fixed when the fan-out starts (see fan_out); `next` is the first not yet sent to.
         std::vector<connection_ptr> recipients;
         std::size_t next = 0;
@@ -528,6 +558,18 @@ public:
           server_(io, server_options(), std::move(context)) {
         rooms_.on_presence(
             [this](const duplex::presence_event<connection_type>& e) { on_presence(e); });
+        if (!args.redis.empty()) {
+            duplex::redis_backplane_options o;
+            o.url = args.redis;
+            o.max_message_size = max_message_bytes + 1024; // a chat event, as JSON
+            o.on_state = [](duplex::redis_state state, std::error_code ec) {
+                std::fprintf(stderr, "redis backplane: %s%s%s\n", duplex::to_string(state),
+                             ec ? ": " : "", ec ? ec.message().c_str() : "");
+            };
+            plane_ = std::make_unique<duplex::redis_backplane>(io.get_executor(), o);
+            node_ = plane_->attach([this](const duplex::backplane_message& m) { on_remote(m); });
+            metrics_.backplane = plane_.get();
+        }
         auto& h = server_.handlers();
         h.on_upgrade = [this](const duplex::request_info& request, chat_user& user) {
             return on_upgrade(request, user);
@@ -648,10 +690,9 @@ private:
                     {{"Cache-Control", "no-cache"}, {"X-Content-Type-Options", "nosniff"}}};
         if (path == "/health") {
             const auto open = metrics_.chat_connections.load() + metrics_.echo_connections.load();
-            return {200,
-                    "application/json",
-                    to_text({{"status", "ok"}, {"connections", open}}),
-                    {{"Cache-Control", "no-store"}}};
+            json health = {{"status", "ok"}, {"connections", open}};
+            if (plane_) health["backplane"] = duplex::to_string(plane_->state());
+            return {200, "application/json", to_text(health), {{"Cache-Control", "no-store"}}};
         }
         if (path == "/metrics")
             return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_.prometheus(), {}};
@@ -680,13 +721,32 @@ private:
             return;
         }
         ++metrics_.chat_connections;
+        if (plane_ && plane_->state() == duplex::redis_state::up) {
+            // The members connected to other processes first (Redis presence), then the join.
+            plane_->presence_members(user.room,
+                                     [this, c](std::error_code ec, std::vector<std::string> ids) {
+                                         std::vector<std::string> remote;
+                                         if (!ec)
+                                             for (const auto& id : ids)
+                                                 if (auto name = remote_name(id))
+                                                     remote.push_back(std::move(*name));
+                                         join(c, std::move(remote));
+                                     });
+            return;
+        }
+        join(c, {});
+    }
+
+    // `remote`: names of the room's members on other processes.
+    void join(const connection_ptr& c, std::vector<std::string> remote) {
+        const chat_user& user = c->data();
         // Joining, reading the history and queueing the join_ack happen under the lock that
         // every publish takes, so with several io threads the newcomer gets each message
         // exactly once: in the history, or live after its join_ack.
         std::lock_guard<std::mutex> lock(publish_mutex_);
         c->data().joined = ++epoch_; // before the join: its own presence event comes later
         if (!rooms_.join(c, user.room)) return; // closed in the meantime
-        std::vector<std::string> names;
+        std::vector<std::string> names = std::move(remote);
         for (const auto& member : rooms_.members(user.room)) names.push_back(member->data().name);
         std::sort(names.begin(), names.end());
         json history = json::array();
@@ -824,7 +884,11 @@ private:
                       {"text", kept},
                       {"ts", unix_time_ms()}};
         if (kept.size() != full.size()) event["truncated"] = true;
-        if (enqueue(user.room, pending_event(duplex::shared_message::text(to_text(event))))) return;
+        const std::string payload = to_text(event);
+        if (enqueue(user.room, pending_event(duplex::shared_message::text(payload)))) {
+            if (plane_) publish_remote(user.room, payload);
+            return;
+        }
         ++metrics_.room_busy;
         send_error(c, "room_busy", "the room is busy: your message was not sent, try again");
     }
@@ -885,7 +949,9 @@ private:
     // room's history, a presence event that emptied the room retires it.
     void start(const std::string& room, pending_event& event) {
         event.recipients = rooms_.members(room);
-        if (!event.presence_of) {
+        if (event.remote_presence) {
+            // Nothing to keep: it is about someone on another process.
+        } else if (!event.presence_of) {
             auto& kept = history_[room];
             kept.push_back(event.message);
             if (kept.size() > history_size) kept.pop_front();
@@ -942,11 +1008,67 @@ private:
                                                              {"user", e.connection->data().name},
                                                              {"room", e.room},
                                                              {"count", e.member_count}}));
+        if (plane_) {
+            // In this order: the presence entry, then (for the room's first member here) the
+            // subscription, then the event. A process that receives the event and then asks
+            // Redis for the members finds this one (docs/rooms.md, presence event order).
+            const std::string id = member_id(*e.connection);
+            if (joined)
+                plane_->presence_add(e.room, id);
+            else
+                plane_->presence_remove(e.room, id);
+            if (joined && e.member_count == 1) plane_->subscribe(node_, e.room);
+            // Without the count, which is this process's alone.
+            publish_remote(std::string(e.room), to_text({{"event", "presence"},
+                                                         {"kind", joined ? "join" : "leave"},
+                                                         {"user", e.connection->data().name},
+                                                         {"room", e.room}}));
+            if (!joined && e.member_count == 0) plane_->unsubscribe(node_, e.room);
+        }
         pending_event event(std::move(message));
         event.presence_of = e.connection.get();
         event.epoch = ++epoch_;
         event.emptied = !joined && e.member_count == 0;
         enqueue(std::string(e.room), std::move(event));
+    }
+
+    // ---- the Redis backplane (--redis)
+
+    // A member's presence entry in Redis: this process's node id, the member's join number
+    // (unique here), and its name, which is what other processes show.
+    std::string member_id(const connection_type& c) const {
+        return std::to_string(node_) + ":" + std::to_string(c.data().joined) + ":" + c.data().name;
+    }
+
+    // The name in another process's entry; nothing for this process's own entries.
+    std::optional<std::string> remote_name(const std::string& id) const {
+        const std::size_t first = id.find(':');
+        const std::size_t second = first == std::string::npos ? first : id.find(':', first + 1);
+        if (second == std::string::npos || id.compare(0, first, std::to_string(node_)) == 0)
+            return std::nullopt;
+        return id.substr(second + 1);
+    }
+
+    void publish_remote(const std::string& room, std::string payload) {
+        duplex::backplane_message m;
+        m.origin = node_;
+        m.room = room;
+        m.type = duplex::opcode::text;
+        m.payload = std::move(payload);
+        plane_->publish(m);
+    }
+
+    // A chat message or presence event from another process: fanned out here like our own,
+    // a message into the room's history, presence not.
+    void on_remote(const duplex::backplane_message& m) {
+        const json event = json::parse(m.payload, nullptr, false);
+        if (event.is_discarded() || !event.is_object()) return;
+        const bool presence = event.value("event", std::string()) == "presence";
+        auto message = duplex::shared_message::text(m.payload);
+        if (!message) return;
+        pending_event pending(std::move(message));
+        pending.remote_presence = presence;
+        if (!enqueue(m.room, std::move(pending))) ++metrics_.room_busy;
     }
 
     void send(const connection_ptr& c, const json& event) {
@@ -995,6 +1117,10 @@ private:
     std::size_t inbox_bytes_ = 0; // text in inbox_, bounded by max_inbox_bytes
     bool inbox_scheduled_ = false;
     duplex::rooms<connection_type> rooms_;
+    // With --redis: chat messages and presence to and from other processes. Our own fan-out
+    // (above) stays; the backplane only carries what crosses.
+    std::unique_ptr<duplex::redis_backplane> plane_;
+    std::uint64_t node_ = 0;
     server_type server_; // last: destroyed first, while the rest is still there
 };
 

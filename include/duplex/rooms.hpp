@@ -16,7 +16,7 @@
 // More than one server process can share rooms through a backplane: each rooms instance
 // publishes what it originates to the backplane and delivers what other processes published
 // to its own members. in_process_backplane connects instances in one process (tests, several
-// listeners); a broker-backed one (Redis pub/sub) implements the same interface.
+// listeners); redis_backplane (redis_backplane.hpp) connects processes through Redis pub/sub.
 //
 // Threads: every member function may be called from any thread, including from connection
 // handlers. Presence handlers run on the thread that joined or left, or on the connection's
@@ -83,19 +83,23 @@ struct history_entry {
 
 // ---- backplane ------------------------------------------------------------------------------
 
-// A message crossing between processes. `room` is empty when it is for every member.
+// Who a published message is for: the members of one room, or every connection that is in at
+// least one room (publish_all).
+enum class audience { room, everyone };
+
+// A message crossing between processes.
 struct backplane_message {
     std::uint64_t origin = 0; // the node that published it
-    bool to_all = false;
-    std::string room;
+    audience to = audience::room;
+    std::string room; // audience::room: the room's name; audience::everyone: empty, unused
     protocol::opcode type = protocol::opcode::text;
     std::string payload;
 };
 
 // The interface a broker adapter implements. A node is one rooms instance. The mapping to
 // Redis pub/sub is direct: attach opens the subscriber connection, subscribe/unsubscribe are
-// SUBSCRIBE/UNSUBSCRIBE on a channel per room (and one for to_all), publish is PUBLISH with
-// the message and its origin, so that a node can ignore its own messages when the broker
+// SUBSCRIBE/UNSUBSCRIBE on a channel per room (and one for audience::everyone), publish is PUBLISH
+// with the message and its origin, so that a node can ignore its own messages when the broker
 // echoes them back. Receivers may be called on any thread.
 class backplane {
 public:
@@ -146,7 +150,7 @@ public:
         std::vector<std::shared_ptr<receiver>> targets;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (message.to_all) {
+            if (message.to == audience::everyone) {
                 for (auto& [node, target] : nodes_)
                     if (node != message.origin) targets.push_back(target);
             } else if (auto it = subscriptions_.find(message.room); it != subscriptions_.end()) {
@@ -203,7 +207,7 @@ public:
         return state_->leave(c.get(), room);
     }
 
-    void leave_all(const connection_ptr& c) { state_->leave_all(c.get(), false); }
+    void leave_all(const connection_ptr& c) { state_->leave_all(c.get(), departure::by_request); }
 
     // Sends to every member of `room` except `exclude`; the payload is encoded once.
     publish_result publish(std::string_view room, protocol::opcode type, std::string_view payload,
@@ -216,8 +220,8 @@ public:
     publish_result publish(std::string_view room, const shared_message& message,
                            const Connection* exclude = nullptr) {
         if (!message) return {};
-        auto result = state_->deliver(false, room, message, exclude);
-        if (state_->plane) state_->plane->publish(state_->envelope(false, room, message));
+        auto result = state_->deliver(audience::room, room, message, exclude);
+        if (state_->plane) state_->plane->publish(state_->envelope(audience::room, room, message));
         return result;
     }
 
@@ -229,8 +233,9 @@ public:
     }
     publish_result publish_all(const shared_message& message, const Connection* exclude = nullptr) {
         if (!message) return {};
-        auto result = state_->deliver(true, {}, message, exclude);
-        if (state_->plane) state_->plane->publish(state_->envelope(true, {}, message));
+        auto result = state_->deliver(audience::everyone, {}, message, exclude);
+        if (state_->plane)
+            state_->plane->publish(state_->envelope(audience::everyone, {}, message));
         return result;
     }
 
@@ -295,6 +300,10 @@ private:
         std::vector<std::string> rooms;
     };
 
+    // Why a connection leaves all its rooms: its close forgets it; a request keeps it known
+    // (its close observer stays in place) with no rooms.
+    enum class departure { by_request, closing };
+
     struct left_room {
         std::string room;
         std::size_t member_count;
@@ -343,7 +352,7 @@ private:
                 // Weak: a rooms object may be destroyed before its members close.
                 std::weak_ptr<state> weak = this->shared_from_this();
                 c->add_close_observer([weak](const connection_ptr& closed) {
-                    if (auto s = weak.lock()) s->leave_all(closed.get(), true);
+                    if (auto s = weak.lock()) s->leave_all(closed.get(), departure::closing);
                 });
             }
             if (first_member && plane) plane->subscribe(node, name);
@@ -371,9 +380,7 @@ private:
             return true;
         }
 
-        // At close (`closing`) the connection is forgotten; otherwise it stays known (its close
-        // observer is already in place) with no rooms.
-        void leave_all(const Connection* c, bool closing) {
+        void leave_all(const Connection* c, departure why) {
             connection_ptr keep;
             std::vector<left_room> left;
             std::vector<std::string> emptied_rooms;
@@ -384,7 +391,7 @@ private:
                 keep = it->second.connection;
                 auto names = std::move(it->second.rooms);
                 it->second.rooms.clear();
-                if (closing) memberships.erase(it);
+                if (why == departure::closing) memberships.erase(it);
                 for (auto& name : names) {
                     bool emptied = false;
                     const std::size_t count = remove_member(name, c, emptied);
@@ -442,13 +449,13 @@ private:
             return *room.members;
         }
 
-        publish_result deliver(bool to_all, std::string_view name, const shared_message& message,
+        publish_result deliver(audience to, std::string_view name, const shared_message& message,
                                const Connection* exclude) {
             publish_result result;
             std::shared_ptr<member_list> targets;
             {
                 std::lock_guard<std::mutex> lock(mutex);
-                if (to_all) {
+                if (to == audience::everyone) {
                     targets = std::make_shared<member_list>();
                     targets->reserve(memberships.size());
                     for (auto& [key, record] : memberships)
@@ -486,11 +493,11 @@ private:
             return status == send_status::ok || status == send_status::backpressure;
         }
 
-        backplane_message envelope(bool to_all, std::string_view name,
+        backplane_message envelope(audience to, std::string_view name,
                                    const shared_message& message) const {
             backplane_message m;
             m.origin = node;
-            m.to_all = to_all;
+            m.to = to;
             m.room = std::string(name);
             m.type = message.type();
             m.payload = std::string(message.payload());
@@ -501,7 +508,7 @@ private:
             std::error_code ec;
             auto message = shared_message::make(m.type, m.payload, ec);
             if (!message) return;
-            (void)deliver(m.to_all, m.room, message, nullptr);
+            (void)deliver(m.to, m.room, message, nullptr);
         }
     };
 

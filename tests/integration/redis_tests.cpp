@@ -1,0 +1,802 @@
+// duplex::redis_backplane against a real redis-server (Debian's `redis-server`), never a mock.
+// Each test starts its own server on a free loopback port with a temporary directory and no
+// persistence, and stops it at the end; a test that cannot find redis-server reports itself
+// skipped (CI requires these tests, see scripts/required_tests.txt).
+//
+// A "process" here is one redis_backplane: each has its own subscriber and publisher
+// connections to Redis, exactly as separate server processes would, so messages between
+// them really cross Redis. Handlers only record; the test thread asserts after waiting.
+#include "catch.hpp"
+
+#include <duplex/redis_backplane.hpp>
+#include <duplex/rooms.hpp>
+#include <duplex/transport/memory.hpp>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using duplex::redis_backplane;
+using duplex::redis_backplane_options;
+using duplex::redis_state;
+
+namespace {
+
+// DUPLEX_REDIS_SERVER names the binary; otherwise it is looked up in PATH.
+std::string find_redis_server() {
+    if (const char* env = std::getenv("DUPLEX_REDIS_SERVER"); env != nullptr && *env != '\0')
+        return ::access(env, X_OK) == 0 ? std::string(env) : std::string();
+    const char* path = std::getenv("PATH");
+    const std::string dirs = path != nullptr ? path : "/usr/bin:/usr/sbin";
+    std::size_t at = 0;
+    while (at <= dirs.size()) {
+        const std::size_t end = std::min(dirs.find(':', at), dirs.size());
+        std::string candidate = dirs.substr(at, end - at) + "/redis-server";
+        if (end > at && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+        at = end + 1;
+    }
+    return {};
+}
+
+std::uint16_t free_port() {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    return acceptor.local_endpoint().port();
+}
+
+template <class Predicate>
+bool wait_for(Predicate done, std::chrono::seconds limit = 30s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+// A redis-server child process on 127.0.0.1:port, no persistence, in its own temp directory.
+class redis_server {
+public:
+    explicit redis_server(std::string binary, std::vector<std::string> extra = {})
+        : binary_(std::move(binary)), extra_(std::move(extra)), port_(free_port()) {
+        char dir_template[] = "/tmp/duplex-redis-XXXXXX";
+        if (::mkdtemp(dir_template) != nullptr) dir_ = dir_template;
+    }
+    ~redis_server() {
+        stop();
+        if (!dir_.empty()) {
+            for (const char* file : {"/redis.log", "/cert.pem", "/key.pem"})
+                std::remove((dir_ + file).c_str());
+            ::rmdir(dir_.c_str());
+        }
+    }
+
+    std::uint16_t port() const { return port_; }
+    const std::string& dir() const { return dir_; }
+    // Arguments for the next start().
+    std::vector<std::string>& extra_arguments() { return extra_; }
+    std::string url(const std::string& userinfo = "", int db = 0) const {
+        return "redis://" + userinfo + "127.0.0.1:" + std::to_string(port_) + "/" +
+               std::to_string(db);
+    }
+
+    // True once it accepts connections.
+    bool start() {
+        if (dir_.empty()) return false;
+        std::vector<std::string> args{binary_,
+                                      "--port",
+                                      std::to_string(port_),
+                                      "--bind",
+                                      "127.0.0.1",
+                                      "--save",
+                                      "",
+                                      "--appendonly",
+                                      "no",
+                                      "--daemonize",
+                                      "no",
+                                      "--dir",
+                                      dir_,
+                                      "--logfile",
+                                      dir_ + "/redis.log"};
+        args.insert(args.end(), extra_.begin(), extra_.end());
+        pid_ = ::fork();
+        if (pid_ == 0) {
+#if defined(__linux__)
+            // Dies with the test, even when the test crashes before its destructor runs.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+            std::vector<char*> argv;
+            for (auto& a : args) argv.push_back(a.data());
+            argv.push_back(nullptr);
+            ::execv(argv[0], argv.data());
+            std::_Exit(127);
+        }
+        if (pid_ < 0) return false;
+        return wait_for([&] { return accepts(); }, 20s);
+    }
+
+    // SIGKILL: a crash, not a shutdown; clients see their connections reset.
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+    // SIGSTOP / SIGCONT: a frozen server, or a network that silently stopped carrying packets:
+    // connections stay open and nothing answers.
+    void freeze() {
+        if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    }
+    void thaw() {
+        if (pid_ > 0) ::kill(pid_, SIGCONT);
+    }
+
+private:
+    bool accepts() const {
+        asio::io_context io;
+        asio::ip::tcp::socket socket(io);
+        std::error_code ec;
+        socket.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
+        return !ec;
+    }
+
+    std::string binary_;
+    std::vector<std::string> extra_;
+    std::uint16_t port_;
+    std::string dir_;
+    pid_t pid_ = -1;
+};
+
+// io threads for the backplanes, stopped and joined at the end of the test.
+struct io_threads {
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    std::vector<std::thread> threads;
+    explicit io_threads(int n = 2) {
+        for (int i = 0; i < n; ++i) threads.emplace_back([this] { io.run(); });
+    }
+    ~io_threads() {
+        work.reset();
+        io.stop();
+        for (auto& t : threads) t.join();
+    }
+};
+
+// What one node received, and the states its backplane went through.
+struct recorder {
+    std::mutex m;
+    std::vector<duplex::backplane_message> messages;
+    std::vector<std::pair<redis_state, std::error_code>> states;
+
+    void add(const duplex::backplane_message& message) {
+        std::lock_guard<std::mutex> lock(m);
+        messages.push_back(message);
+    }
+    std::size_t size() {
+        std::lock_guard<std::mutex> lock(m);
+        return messages.size();
+    }
+    std::vector<duplex::backplane_message> copy() {
+        std::lock_guard<std::mutex> lock(m);
+        return messages;
+    }
+    void on_state(redis_state s, std::error_code ec) {
+        std::lock_guard<std::mutex> lock(m);
+        states.emplace_back(s, ec);
+    }
+    bool saw(redis_state s, std::error_code ec) {
+        std::lock_guard<std::mutex> lock(m);
+        for (const auto& entry : states)
+            if (entry.first == s && entry.second == ec) return true;
+        return false;
+    }
+};
+
+redis_backplane_options quick_options(const std::string& url, recorder* states = nullptr) {
+    redis_backplane_options o;
+    o.url = url;
+    o.reconnect_min = 20ms;
+    o.reconnect_max = 200ms;
+    o.ping_interval = 500ms;
+    if (states != nullptr)
+        o.on_state = [states](redis_state s, std::error_code ec) { states->on_state(s, ec); };
+    return o;
+}
+
+duplex::backplane_message make_message(std::uint64_t origin, std::string room, std::string payload,
+                                       duplex::opcode type = duplex::opcode::text) {
+    duplex::backplane_message m;
+    m.origin = origin;
+    m.room = std::move(room);
+    m.type = type;
+    m.payload = std::move(payload);
+    return m;
+}
+
+std::string redis_or_skip() { return find_redis_server(); }
+
+#define REQUIRE_REDIS(binary)                                                                      \
+    const std::string binary = redis_or_skip();                                                    \
+    if (binary.empty()) DUPLEX_SKIP("redis-server not found (apt-get install redis-server)")
+
+} // namespace
+
+TEST_CASE("Redis backplane: three processes deliver to each other in publish order, never to "
+          "themselves",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    constexpr int processes = 3;
+    constexpr int per_publisher = 300;
+    std::vector<std::shared_ptr<redis_backplane>> planes;
+    std::vector<std::unique_ptr<recorder>> received;
+    std::vector<std::uint64_t> nodes;
+    for (int i = 0; i < processes; ++i) {
+        received.push_back(std::make_unique<recorder>());
+        planes.push_back(
+            std::make_shared<redis_backplane>(io.io.get_executor(), quick_options(server.url())));
+        auto* r = received.back().get();
+        nodes.push_back(
+            planes.back()->attach([r](const duplex::backplane_message& m) { r->add(m); }));
+        planes.back()->subscribe(nodes.back(), "lobby");
+    }
+    for (auto& p : planes) {
+        // Up, and Redis confirmed both channels: the room's and the one for everyone.
+        REQUIRE(
+            wait_for([&] { return p->state() == redis_state::up && p->counters().channels == 2; }));
+    }
+
+    std::vector<std::thread> publishers;
+    for (int i = 0; i < processes; ++i)
+        publishers.emplace_back([&, i] {
+            for (int n = 0; n < per_publisher; ++n)
+                planes[static_cast<std::size_t>(i)]->publish(
+                    make_message(nodes[static_cast<std::size_t>(i)], "lobby", std::to_string(n)));
+        });
+    for (auto& t : publishers) t.join();
+
+    const std::size_t expected = static_cast<std::size_t>((processes - 1) * per_publisher);
+    for (int i = 0; i < processes; ++i) {
+        INFO("process " << i);
+        auto& r = *received[static_cast<std::size_t>(i)];
+        REQUIRE(wait_for([&] { return r.size() >= expected; }));
+        const auto messages = r.copy();
+        std::map<std::uint64_t, int> next; // per origin: the number expected next
+        for (const auto& m : messages) {
+            CHECK(m.origin != nodes[static_cast<std::size_t>(i)]);
+            CHECK(m.room == "lobby");
+            CHECK(m.to == duplex::audience::room);
+            CHECK(m.payload == std::to_string(next[m.origin]++));
+        }
+        CHECK(messages.size() == expected);
+        CHECK(next.size() == processes - 1);
+    }
+    // Give a stray echo time to arrive before the final counts.
+    std::this_thread::sleep_for(100ms);
+    for (int i = 0; i < processes; ++i) {
+        const auto counters = planes[static_cast<std::size_t>(i)]->counters();
+        CHECK(received[static_cast<std::size_t>(i)]->size() == expected);
+        CHECK(counters.publishes == per_publisher);
+        CHECK(counters.deliveries == expected);
+        CHECK(counters.drops == 0);
+        CHECK(counters.malformed == 0);
+    }
+}
+
+TEST_CASE("Redis backplane: binary payloads and room names, text, and publish_all cross intact",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder a_got, b_got, c_got;
+    redis_backplane a(io.io.get_executor(), quick_options(server.url()));
+    redis_backplane b(io.io.get_executor(), quick_options(server.url()));
+    const auto a_node = a.attach([&](const duplex::backplane_message& m) { a_got.add(m); });
+    const auto b_node = b.attach([&](const duplex::backplane_message& m) { b_got.add(m); });
+    // Attached to b as well, in no room: only publish_all reaches it.
+    const auto c_node = b.attach([&](const duplex::backplane_message& m) { c_got.add(m); });
+    (void)c_node;
+    const std::string room("r\0om \r\n\xff", 8);
+    b.subscribe(b_node, room);
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up; }));
+    REQUIRE(wait_for([&] { return b.state() == redis_state::up && b.counters().channels == 2; }));
+
+    std::string every_byte;
+    for (int i = 0; i < 256; ++i) every_byte.push_back(static_cast<char>(i));
+    every_byte += "\r\n*3\r\n$-1\r\n"; // RESP-looking bytes inside the payload
+    a.publish(make_message(a_node, room, every_byte, duplex::opcode::binary));
+    a.publish(make_message(a_node, room, "h\xc3\xa9llo", duplex::opcode::text));
+    a.publish(make_message(a_node, room, "", duplex::opcode::binary));
+    auto to_all = make_message(a_node, "", "everyone");
+    to_all.to = duplex::audience::everyone;
+    a.publish(to_all);
+
+    REQUIRE(wait_for([&] { return b_got.size() >= 4 && c_got.size() >= 1; }));
+    const auto got = b_got.copy();
+    REQUIRE(got.size() == 4);
+    CHECK(got[0].room == room);
+    CHECK(got[0].type == duplex::opcode::binary);
+    CHECK(got[0].payload == every_byte);
+    CHECK(got[1].type == duplex::opcode::text);
+    CHECK(got[1].payload == "h\xc3\xa9llo");
+    CHECK(got[2].payload.empty());
+    CHECK(got[2].type == duplex::opcode::binary);
+    CHECK(got[3].to == duplex::audience::everyone);
+    CHECK(got[3].payload == "everyone");
+    const auto c_messages = c_got.copy();
+    REQUIRE(c_messages.size() == 1);
+    CHECK(c_messages[0].payload == "everyone");
+    CHECK(a_got.size() == 0); // its own publish_all came back from Redis and was filtered
+}
+
+TEST_CASE("Redis backplane: two nodes of one process get each other's messages, not their own",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder one_got, two_got;
+    redis_backplane plane(io.io.get_executor(), quick_options(server.url()));
+    const auto one = plane.attach([&](const duplex::backplane_message& m) { one_got.add(m); });
+    const auto two = plane.attach([&](const duplex::backplane_message& m) { two_got.add(m); });
+    plane.subscribe(one, "r");
+    plane.subscribe(two, "r");
+    REQUIRE(wait_for(
+        [&] { return plane.state() == redis_state::up && plane.counters().channels == 2; }));
+    plane.publish(make_message(one, "r", "from one"));
+    plane.publish(make_message(two, "r", "from two"));
+    REQUIRE(wait_for([&] { return one_got.size() >= 1 && two_got.size() >= 1; }));
+    std::this_thread::sleep_for(100ms); // an echo, if any, would have come by now
+    const auto to_one = one_got.copy();
+    const auto to_two = two_got.copy();
+    REQUIRE(to_one.size() == 1);
+    REQUIRE(to_two.size() == 1);
+    CHECK(to_one[0].payload == "from two");
+    CHECK(to_two[0].payload == "from one");
+
+    // After the last node leaves the room, Redis stops sending it (UNSUBSCRIBE).
+    plane.unsubscribe(one, "r");
+    plane.unsubscribe(two, "r");
+    CHECK(wait_for([&] { return plane.counters().channels == 1; }));
+}
+
+TEST_CASE("Redis backplane: a Redis restart in mid-traffic, delivery resumes in order", "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder got, publisher_states, subscriber_states;
+    redis_backplane publisher(io.io.get_executor(), quick_options(server.url(), &publisher_states));
+    redis_backplane subscriber(io.io.get_executor(),
+                               quick_options(server.url(), &subscriber_states));
+    const auto p_node = publisher.attach([](const duplex::backplane_message&) {});
+    const auto s_node = subscriber.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    subscriber.subscribe(s_node, "feed");
+    REQUIRE(wait_for([&] { return publisher.state() == redis_state::up; }));
+    REQUIRE(wait_for([&] {
+        return subscriber.state() == redis_state::up && subscriber.counters().channels == 2;
+    }));
+
+    std::atomic<int> sent{0};
+    std::atomic<bool> stop{false};
+    std::thread traffic([&] {
+        while (!stop.load()) {
+            publisher.publish(make_message(p_node, "feed", std::to_string(sent.load() + 1)));
+            sent.fetch_add(1);
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+
+    REQUIRE(wait_for([&] { return got.size() >= 50; }));
+    server.stop();
+    REQUIRE(wait_for([&] {
+        return subscriber_states.saw(redis_state::down, subscriber.last_error()) &&
+               publisher.state() != redis_state::up;
+    }));
+    REQUIRE(server.start());
+    REQUIRE(wait_for([&] {
+        return publisher.state() == redis_state::up && subscriber.state() == redis_state::up &&
+               subscriber.counters().channels == 2;
+    }));
+    // Both are back and subscribed: from here on nothing may be lost.
+    const int back_at = sent.load();
+    REQUIRE(wait_for([&] { return sent.load() >= back_at + 200; }));
+    stop.store(true);
+    traffic.join();
+    const int last = sent.load();
+    REQUIRE(wait_for([&] {
+        const auto messages = got.copy();
+        return !messages.empty() && messages.back().payload == std::to_string(last);
+    }));
+
+    const auto messages = got.copy();
+    int previous = 0;
+    int after_back = 0;
+    for (const auto& m : messages) {
+        const int n = std::stoi(m.payload);
+        CHECK(n > previous); // in order, nothing twice
+        previous = n;
+        if (n > back_at) ++after_back;
+    }
+    CHECK(after_back == last - back_at); // everything published after the recovery arrived
+    const auto p = publisher.counters();
+    const auto s = subscriber.counters();
+    CHECK(p.reconnects >= 1);
+    CHECK(s.reconnects >= 1);
+    CHECK(p.drops == 0); // the queue (10,000 messages) never filled
+    // Lost: what Redis got while the subscriber was away, and what was in flight at the crash.
+    INFO("published " << last << ", delivered " << messages.size() << ", unconfirmed "
+                      << p.unconfirmed);
+    CHECK(messages.size() <= static_cast<std::size_t>(last));
+}
+
+TEST_CASE("Redis backplane: a frozen server is detected by PING, and delivery resumes when it "
+          "thaws",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder got, states;
+    auto options = quick_options(server.url(), &states);
+    options.ping_interval = 200ms;
+    redis_backplane plane(io.io.get_executor(), options);
+    const auto sender = plane.attach([](const duplex::backplane_message&) {});
+    const auto receiver = plane.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    plane.subscribe(receiver, "r");
+    REQUIRE(wait_for(
+        [&] { return plane.state() == redis_state::up && plane.counters().channels == 2; }));
+
+    server.freeze(); // TCP stays up: only the missing PONGs tell
+    REQUIRE(wait_for([&] { return states.saw(redis_state::down, asio::error::timed_out); }));
+    plane.publish(make_message(sender, "r", "queued while frozen"));
+    server.thaw();
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == "queued while frozen");
+    CHECK(plane.state() == redis_state::up);
+    CHECK(plane.counters().reconnects >= 1);
+}
+
+TEST_CASE("Redis backplane: publishes while Redis is away wait in a bounded queue, by policy",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    for (const auto policy :
+         {duplex::redis_overflow::drop_oldest, duplex::redis_overflow::reject_new}) {
+        INFO((policy == duplex::redis_overflow::drop_oldest ? "drop_oldest" : "reject_new"));
+        redis_server server(binary);
+        io_threads io;
+        recorder got, states;
+        auto options = quick_options(server.url(), &states);
+        options.max_queued_messages = 5;
+        options.on_overflow = policy;
+        // Redis is not running yet: the backplane starts anyway and keeps trying.
+        redis_backplane plane(io.io.get_executor(), options);
+        const auto sender = plane.attach([](const duplex::backplane_message&) {});
+        const auto receiver = plane.attach([&](const duplex::backplane_message& m) { got.add(m); });
+        plane.subscribe(receiver, "q");
+        REQUIRE(wait_for([&] { return plane.state() == redis_state::down; }));
+        CHECK(plane.last_error());
+        for (int i = 1; i <= 20; ++i) plane.publish(make_message(sender, "q", std::to_string(i)));
+        CHECK(plane.counters().drops == 15);
+
+        REQUIRE(server.start());
+        REQUIRE(wait_for([&] { return got.size() >= 5; }));
+        std::this_thread::sleep_for(100ms);
+        const auto messages = got.copy();
+        REQUIRE(messages.size() == 5);
+        const int first = policy == duplex::redis_overflow::drop_oldest ? 16 : 1;
+        for (int i = 0; i < 5; ++i)
+            CHECK(messages[static_cast<std::size_t>(i)].payload == std::to_string(first + i));
+        CHECK(plane.counters().publishes == 5);
+        CHECK(states.saw(redis_state::up, {}));
+    }
+}
+
+TEST_CASE("Redis backplane: AUTH with the right password and a db works, a wrong one is "
+          "reported and never comes up",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary, {"--requirepass", "s3cret:@"});
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder wrong_states, got;
+    redis_backplane wrong(io.io.get_executor(), quick_options(server.url(":nope@"), &wrong_states));
+    REQUIRE(wait_for([&] {
+        return wrong_states.saw(redis_state::down, duplex::redis::resp_errc::auth_failed);
+    }));
+    CHECK(wrong.last_error() == duplex::redis::resp_errc::auth_failed);
+
+    // The password percent-encoded in the URL; HELLO 3 AUTH on one, RESP2 AUTH on the other.
+    redis_backplane resp3(io.io.get_executor(), quick_options(server.url(":s3cret%3A%40@", 3)));
+    auto resp2_options = quick_options(server.url("default:s3cret%3A%40@", 5));
+    resp2_options.resp_version = 2;
+    redis_backplane resp2(io.io.get_executor(), resp2_options);
+    const auto from = resp3.attach([](const duplex::backplane_message&) {});
+    const auto to = resp2.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    resp2.subscribe(to, "secure");
+    REQUIRE(wait_for([&] { return resp3.state() == redis_state::up; }));
+    REQUIRE(wait_for(
+        [&] { return resp2.state() == redis_state::up && resp2.counters().channels == 2; }));
+    resp3.publish(make_message(from, "secure", "authenticated"));
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == "authenticated");
+
+    CHECK(wrong.state() != redis_state::up);
+    // It keeps trying (the password may be fixed on the server), and keeps failing.
+    CHECK(wait_for([&] { return wrong.counters().reconnects >= 2; }));
+    CHECK(wrong.state() != redis_state::up);
+}
+
+TEST_CASE("Redis backplane: a malformed URL or a foreign message on its channel is reported, "
+          "not fatal",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    io_threads io;
+    recorder states;
+    redis_backplane bad(io.io.get_executor(), quick_options("http://127.0.0.1:6379", &states));
+    CHECK(bad.state() == redis_state::stopped);
+    CHECK(bad.last_error() == duplex::redis::resp_errc::bad_url);
+    CHECK(states.saw(redis_state::stopped, duplex::redis::resp_errc::bad_url));
+    bad.publish(make_message(1, "r", "x"));
+    CHECK(bad.counters().drops == 1);
+
+    // Another program publishing on our channel: counted as malformed, delivery continues.
+    redis_server server(binary);
+    REQUIRE(server.start());
+    recorder got;
+    redis_backplane plane(io.io.get_executor(), quick_options(server.url()));
+    redis_backplane other(io.io.get_executor(), quick_options(server.url()));
+    const auto node = plane.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    const auto sender = other.attach([](const duplex::backplane_message&) {});
+    plane.subscribe(node, "r");
+    REQUIRE(wait_for(
+        [&] { return plane.state() == redis_state::up && plane.counters().channels == 2; }));
+    REQUIRE(wait_for([&] { return other.state() == redis_state::up; }));
+    {
+        asio::io_context raw_io;
+        asio::ip::tcp::socket raw(raw_io);
+        raw.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+        std::string command;
+        duplex::redis::append_command(command, {"PUBLISH", "duplex:room:r", "not an envelope"});
+        asio::write(raw, asio::buffer(command));
+        char reply[64];
+        (void)raw.read_some(asio::buffer(reply));
+    }
+    REQUIRE(wait_for([&] { return plane.counters().malformed == 1; }));
+    other.publish(make_message(sender, "r", "still fine"));
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == "still fine");
+}
+
+TEST_CASE("Redis backplane: rooms in two processes share a room through Redis", "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+    using memory = duplex::transport::memory;
+    using mem_connection = duplex::connection<memory>;
+
+    auto plane_a =
+        std::make_shared<redis_backplane>(io.io.get_executor(), quick_options(server.url()));
+    auto plane_b =
+        std::make_shared<redis_backplane>(io.io.get_executor(), quick_options(server.url()));
+    duplex::rooms<mem_connection> rooms_a({}, plane_a);
+    duplex::rooms<mem_connection> rooms_b({}, plane_b);
+
+    // A member of rooms_b: a server-side connection whose client end records what it gets.
+    duplex::connection_options quiet;
+    quiet.ping_interval = 0ms;
+    auto [server_end, client_end] = memory::make_pair(io.io.get_executor());
+    auto member = std::make_shared<mem_connection>(std::move(server_end),
+                                                   duplex::protocol::role::server, quiet);
+    auto reader = std::make_shared<mem_connection>(std::move(client_end),
+                                                   duplex::protocol::role::client, quiet);
+    recorder got;
+    duplex::connection_handlers<mem_connection> h;
+    h.on_message = [&got](auto&, const duplex::message_view& m) {
+        got.add(make_message(0, "", std::string(m.data), m.type));
+    };
+    member->start({});
+    reader->start(std::move(h));
+    REQUIRE(rooms_b.join(member, "news"));
+    REQUIRE(wait_for([&] { return plane_a->state() == redis_state::up; }));
+    REQUIRE(wait_for(
+        [&] { return plane_b->state() == redis_state::up && plane_b->counters().channels == 2; }));
+
+    rooms_a.publish("news", duplex::opcode::text, "across processes");
+    rooms_a.publish("other", duplex::opcode::text, "nobody there");
+    rooms_a.publish_all(duplex::opcode::binary, "to all");
+    REQUIRE(wait_for([&] { return got.size() >= 2; }));
+    std::this_thread::sleep_for(100ms);
+    const auto messages = got.copy();
+    REQUIRE(messages.size() == 2);
+    CHECK(messages[0].payload == "across processes");
+    CHECK(messages[1].payload == "to all");
+    CHECK(messages[1].type == duplex::opcode::binary);
+    member->close();
+}
+
+namespace {
+
+struct presence_answer {
+    std::mutex m;
+    bool done = false;
+    std::error_code error;
+    std::vector<std::string> members;
+};
+
+// Asks for the members of `room` and waits for the answer; the error when there is one.
+std::vector<std::string> members_of(redis_backplane& plane, const std::string& room,
+                                    std::error_code& error) {
+    auto answer = std::make_shared<presence_answer>();
+    plane.presence_members(room, [answer](std::error_code ec, std::vector<std::string> members) {
+        std::lock_guard<std::mutex> lock(answer->m);
+        answer->error = ec;
+        answer->members = std::move(members);
+        answer->done = true;
+    });
+    const bool answered = wait_for([&] {
+        std::lock_guard<std::mutex> lock(answer->m);
+        return answer->done;
+    });
+    std::lock_guard<std::mutex> lock(answer->m);
+    error = answered ? answer->error : std::make_error_code(std::errc::timed_out);
+    return answer->members;
+}
+
+bool lists(const std::vector<std::string>& members, const std::string& name) {
+    return std::find(members.begin(), members.end(), name) != members.end();
+}
+
+} // namespace
+
+TEST_CASE("Redis backplane: presence spans processes, is in order with publishes, and expires "
+          "when its process stops refreshing it",
+          "[redis][presence]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder b_got;
+    redis_backplane a(io.io.get_executor(), quick_options(server.url()));
+    redis_backplane b(io.io.get_executor(), quick_options(server.url()));
+    auto c_options = quick_options(server.url());
+    c_options.presence_ttl = 1500ms;
+    c_options.presence_refresh = 100ms;
+    auto c = std::make_unique<redis_backplane>(io.io.get_executor(), c_options);
+    const auto a_node = a.attach([](const duplex::backplane_message&) {});
+    const auto b_node = b.attach([&](const duplex::backplane_message& m) { b_got.add(m); });
+    const auto c_node = c->attach([](const duplex::backplane_message&) {});
+    b.subscribe(b_node, "lobby");
+    REQUIRE(
+        wait_for([&] { return a.state() == redis_state::up && c->state() == redis_state::up; }));
+    REQUIRE(wait_for([&] { return b.state() == redis_state::up && b.counters().channels == 2; }));
+
+    // A process that sees a publish made after a presence change sees the change: both went
+    // through the publisher's one connection, in order.
+    a.presence_add("lobby", "alice");
+    a.publish(make_message(a_node, "lobby", "alice joined"));
+    REQUIRE(wait_for([&] { return b_got.size() >= 1; }));
+    std::error_code ec;
+    auto members = members_of(b, "lobby", ec);
+    REQUIRE_FALSE(ec);
+    CHECK(lists(members, "alice"));
+    CHECK(members_of(a, "lobby", ec).size() == 1);
+
+    a.presence_remove("lobby", "alice");
+    a.publish(make_message(a_node, "lobby", "alice left"));
+    REQUIRE(wait_for([&] { return b_got.size() >= 2; }));
+    members = members_of(b, "lobby", ec);
+    REQUIRE_FALSE(ec);
+    CHECK_FALSE(lists(members, "alice"));
+
+    // Refreshed, an entry outlives its TTL many times over.
+    c->presence_add("lobby", "carol");
+    c->publish(make_message(c_node, "lobby", "carol joined"));
+    REQUIRE(wait_for([&] { return b_got.size() >= 3; }));
+    CHECK(lists(members_of(b, "lobby", ec), "carol"));
+    std::this_thread::sleep_for(3s);
+    CHECK(lists(members_of(b, "lobby", ec), "carol"));
+    REQUIRE_FALSE(ec);
+
+    // Its process gone without a goodbye (as in a crash), the entry expires.
+    c.reset();
+    CHECK(wait_for([&] {
+        const auto now = members_of(b, "lobby", ec);
+        return !ec && !lists(now, "carol");
+    }));
+}
+
+#if defined(DUPLEX_ENABLE_TLS)
+TEST_CASE("Redis backplane: rediss:// verifies the server's certificate, and works with the "
+          "right CA",
+          "[redis][tls]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    // A self-signed certificate for 127.0.0.1; Redis speaks only TLS, on the test's port.
+    const std::string cert = server.dir() + "/cert.pem";
+    const std::string key = server.dir() + "/key.pem";
+    const std::string make_cert =
+        "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext "
+        "subjectAltName=DNS:localhost,IP:127.0.0.1 -days 2 -keyout " +
+        key + " -out " + cert + " >/dev/null 2>&1";
+    if (std::system(make_cert.c_str()) != 0) DUPLEX_SKIP("openssl could not make a certificate");
+    server.extra_arguments() = {"--port",
+                                "0",
+                                "--tls-port",
+                                std::to_string(server.port()),
+                                "--tls-cert-file",
+                                cert,
+                                "--tls-key-file",
+                                key,
+                                "--tls-ca-cert-file",
+                                cert,
+                                "--tls-auth-clients",
+                                "no"};
+    REQUIRE(server.start());
+    io_threads io;
+    const std::string url = "rediss://127.0.0.1:" + std::to_string(server.port()) + "/0";
+
+    // The system's CAs do not know this certificate: refused, again and again, never up.
+    recorder untrusted_states;
+    redis_backplane untrusted(io.io.get_executor(), quick_options(url, &untrusted_states));
+    REQUIRE(wait_for([&] { return untrusted.counters().reconnects >= 2; }));
+    CHECK(untrusted.state() != redis_state::up);
+    CHECK(untrusted.last_error());
+    CHECK_FALSE(untrusted_states.saw(redis_state::up, {}));
+
+    auto trusting = [&] {
+        auto o = quick_options(url);
+        o.tls_context = duplex::transport::tls::client_context();
+        o.tls_context.load_verify_file(cert);
+        return o;
+    };
+    recorder got;
+    redis_backplane a(io.io.get_executor(), trusting());
+    redis_backplane b(io.io.get_executor(), trusting());
+    const auto a_node = a.attach([](const duplex::backplane_message&) {});
+    const auto b_node = b.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    b.subscribe(b_node, "secure");
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up; }));
+    REQUIRE(wait_for([&] { return b.state() == redis_state::up && b.counters().channels == 2; }));
+    std::string payload(100000, 'x'); // many TLS records
+    payload[5] = '\0';
+    a.publish(make_message(a_node, "secure", payload, duplex::opcode::binary));
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == payload);
+}
+#endif
