@@ -9,6 +9,7 @@
 # definition. benchmarks/run.sh calls this; alone it takes about two minutes.
 #
 #   benchmarks/micro/flavours.sh [--out DIR] [--min-time S] [--filter REGEX] [--include DIR]
+#                                [--baseline DIR] [--rounds N] [--core N]
 #
 #   --out DIR       where the builds and results go (default build/micro-flavours): one
 #                   micro-FLAVOUR.json (Google Benchmark's JSON) and .txt per build
@@ -16,6 +17,11 @@
 #   --filter REGEX  --benchmark_filter (default: all)
 #   --include DIR   the duplex headers to measure (default include/), e.g. an older tree from
 #                   `git archive OLD include | tar -x -C /tmp/old` to compare before and after
+#   --baseline DIR  also build the headers in DIR (an older include/, as for --include) and run
+#                   both in turn, round after round, so that a busy minute hurts both alike;
+#                   the table then shows before -> after for each build
+#   --rounds N      runs of each benchmark binary (default 1); the table keeps each benchmark's
+#                   best run, the one least disturbed by other work on the machine
 #   --core N        pin the benchmarks to core N (default 0)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +30,8 @@ out=build/micro-flavours
 min_time=0.2
 filter=""
 include=include
+baseline=""
+rounds=1
 core=0
 while (($#)); do
     case $1 in
@@ -31,6 +39,8 @@ while (($#)); do
     --min-time) min_time=$2 ;;
     --filter) filter=$2 ;;
     --include) include=$2 ;;
+    --baseline) baseline=$2 ;;
+    --rounds) rounds=$2 ;;
     --core) core=$2 ;;
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -40,7 +50,7 @@ while (($#)); do
     shift 2
 done
 mkdir -p "$out"
-rm -f "$out"/micro-*.json # a build that fails must not leave an older result behind
+rm -f "$out"/micro-*.json "$out"/base-*.json # a failed build must leave no older result
 
 # name|compiler|flags
 flavours=(
@@ -61,6 +71,7 @@ catch=""
 [ -f /usr/include/catch2/catch.hpp ] && catch=yes
 
 failures=0
+built=()
 for f in "${flavours[@]}"; do
     IFS='|' read -r name compiler flags <<<"$f"
     if ! command -v "$compiler" >/dev/null; then
@@ -68,27 +79,40 @@ for f in "${flavours[@]}"; do
         continue
     fi
     echo "== $name: $compiler $flags"
-    # shellcheck disable=SC2086 # flags are lists of words
-    if [ -n "$catch" ]; then
-        # Catch2's main is the slow part to compile and does not depend on the flags.
-        main_o=$out/catch-main-$compiler.o
-        [ -f "$main_o" ] || $compiler -std=c++17 -O0 -Itests/unit -c tests/unit/main.cpp -o "$main_o"
-        $compiler $flags $common -I"$include" -Itests/unit tests/unit/codec_tests.cpp "$main_o" \
-            -o "$out/mask-tests-$name"
-        if ! "$out/mask-tests-$name" "[mask]" >"$out/mask-tests-$name.txt" 2>&1; then
-            echo "   mask tests FAILED:"
-            tail -30 "$out/mask-tests-$name.txt"
-            failures=$((failures + 1))
-            continue
+    for variant in micro ${baseline:+base}; do
+        headers=$include
+        [ "$variant" = base ] && headers=$baseline
+        if [ -n "$catch" ]; then
+            # Catch2's main is the slow part to compile and does not depend on the flags.
+            main_o=$out/catch-main-$compiler.o
+            [ -f "$main_o" ] || $compiler -std=c++17 -O0 -Itests/unit -c tests/unit/main.cpp -o "$main_o"
+            # shellcheck disable=SC2086 # flags are lists of words
+            $compiler $flags $common -I"$headers" -Itests/unit tests/unit/codec_tests.cpp \
+                "$main_o" -o "$out/mask-tests-$variant-$name"
+            log=$out/mask-tests-$variant-$name.txt
+            if ! "$out/mask-tests-$variant-$name" "[mask]" >"$log" 2>&1; then
+                echo "   mask tests ($headers) FAILED:"
+                tail -30 "$log"
+                failures=$((failures + 1))
+                continue
+            fi
+            echo "   mask tests ($headers): $(grep -E 'All tests passed|test cases' "$log" | tail -1)"
         fi
-        echo "   mask tests: $(grep -E 'All tests passed|test cases' "$out/mask-tests-$name.txt" | tail -1)"
-    fi
-    # shellcheck disable=SC2086
-    $compiler $flags $common -I"$include" benchmarks/micro/protocol_bench.cpp \
-        -o "$out/micro-$name" -lbenchmark -lpthread
-    "${pin[@]}" "$out/micro-$name" --benchmark_min_time="$min_time" \
-        ${filter:+--benchmark_filter="$filter"} \
-        --benchmark_out="$out/micro-$name.json" --benchmark_out_format=json >"$out/micro-$name.txt"
+        # shellcheck disable=SC2086
+        $compiler $flags $common -I"$headers" benchmarks/micro/protocol_bench.cpp \
+            -o "$out/$variant-$name" -lbenchmark -lpthread
+        built+=("$variant-$name")
+    done
+done
+
+for round in $(seq "$rounds"); do
+    for program in "${built[@]}"; do
+        echo "== round $round/$rounds: $program"
+        "${pin[@]}" "$out/$program" --benchmark_min_time="$min_time" \
+            ${filter:+--benchmark_filter="$filter"} \
+            --benchmark_out="$out/$program-r$round.json" --benchmark_out_format=json \
+            >"$out/$program-r$round.txt"
+    done
 done
 
 python3 benchmarks/report.py --flavours "$out"
