@@ -106,7 +106,8 @@ def summary_line(run):
     server CPU, how busy each side was, and any broadcast violations."""
     if "bytes_per_connection" in run:
         return f"{bytes_text(run['bytes_per_connection'])} per connection"
-    rate = next((key for key in run if key.endswith("_per_s") and "cpu" not in key), None)
+    rate = next((key for key in ("messages_per_s", "deliveries_per_s", "handshakes_per_s")
+                 if key in run), None)
     if rate is None:
         return "?"
     per_cpu = run.get(f"{rate.removesuffix('_per_s')}_per_server_cpu_s")
