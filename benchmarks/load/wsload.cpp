@@ -438,11 +438,11 @@ struct connection {
 
 // One publisher of a broadcast run and its messages still on their way.
 struct publisher_state {
-    std::size_t conn = 0;               // its connection
-    std::uint64_t next = 0;             // the sequence number it publishes next
-    std::uint64_t oldest = 0;           // every message before this one reached every subscriber
-    std::vector<std::size_t> seen;      // ring of in_flight: subscribers that have sequence s
-    std::vector<std::uint64_t> sent_ns; // ring of in_flight: when sequence s was published
+    std::size_t conn = 0;          // its connection
+    std::uint64_t next = 0;        // the sequence number it publishes next
+    std::uint64_t oldest = 0;      // every message before this one reached every subscriber
+    std::vector<std::size_t> seen; // ring of in_flight: subscribers that have sequence s
+    std::uint64_t progress_ns = 0; // when it last published or one of its messages arrived
 };
 
 struct window_counters {
@@ -944,6 +944,7 @@ private:
             latency_.add(now - sent);
         }
         publisher_state& p = publishers_[from];
+        p.progress_ns = now;
         if (sequence < p.oldest || sequence >= p.next) return; // given up on already
         ++p.seen[sequence % o_.in_flight];
         advance(p);
@@ -964,18 +965,21 @@ private:
         if (wrote) flush(p.conn);
     }
 
-    // A message that has not reached every subscriber after this long never will: the missing
-    // deliveries are counted as lost, and the publisher goes on.
+    // A publisher with messages on their way of which not one has reached anybody for this
+    // long is stalled: what its messages still miss is counted as lost, and it goes on. Not a
+    // limit on latency: with 10,000 subscribers and 32 messages in flight, one message may
+    // rightly take many seconds to reach everybody while deliveries keep arriving.
     static constexpr std::uint64_t give_up_ns = 10 * one_second_ns;
 
     void give_up_on_stalled(std::uint64_t now) {
         for (auto& p : publishers_) {
-            while (p.oldest != p.next && now - p.sent_ns[p.oldest % o_.in_flight] > give_up_ns) {
+            if (p.oldest == p.next || now - p.progress_ns <= give_up_ns) continue;
+            for (; p.oldest != p.next; ++p.oldest) {
                 std::size_t& seen = p.seen[p.oldest % o_.in_flight];
                 lost_ += o_.subscribers - std::min(seen, o_.subscribers);
                 seen = 0;
-                ++p.oldest;
             }
+            p.progress_ns = now;
             advance(p);
         }
     }
@@ -984,7 +988,7 @@ private:
         const std::uint64_t sequence = p.next++;
         const auto from = static_cast<std::uint32_t>(&p - publishers_.data());
         const std::uint64_t now = now_ns();
-        p.sent_ns[sequence % o_.in_flight] = now;
+        p.progress_ns = now;
         stamp_broadcast(now, sequence, from);
         append_client_frame(conns_[p.conn].out, op_binary, scratch_.data(), scratch_.size());
         if (measuring_) ++published_;
@@ -1029,7 +1033,6 @@ private:
             publisher_state p;
             p.conn = i;
             p.seen.assign(o_.in_flight, 0);
-            p.sent_ns.assign(o_.in_flight, 0);
             publishers_.push_back(std::move(p));
         }
         if (!wait_for_full_room(30)) return verdict(0);
@@ -1041,9 +1044,9 @@ private:
         loop_until(after(o_.duration), [&] { return broadcast_done(); });
         end_window(w);
         sending_ = false;
-        // Wait for every message published to reach every subscriber (or be given up on), so
-        // that each one is checked.
-        loop_until(after(static_cast<double>(give_up_ns) / 1e9 + 1), [&] {
+        // Wait for every message published to reach every subscriber (or for its publisher to
+        // be given up on as stalled), so that each one is checked.
+        loop_until(after(300), [&] {
             broadcast_done();
             for (const auto& p : publishers_)
                 if (p.oldest != p.next) return errors_ != 0;
