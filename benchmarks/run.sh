@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # benchmarks/run.sh — the whole benchmark in one command: installs what is missing (Debian),
-# builds everything in Release, runs the micro benchmarks, then every load scenario against
-# every server in interleaved rounds (tcp duplex beast ..., tcp duplex beast ..., ...) with the
-# server pinned to core 0 and the load generator to core 1, and writes docs/benchmarks.md with
-# the tables (medians, min–max, ratios to the TCP ceiling and to Beast), the machine, the exact
-# commands, and PNG charts in docs/benchmarks/. About 13 minutes on 2 cores; run it on a quiet
-# machine, and commit what it wrote together with the change it measures.
+# builds everything in Release, runs the micro benchmarks (and, through
+# benchmarks/micro/flavours.sh, the masking ones in four builds: g++ and clang++, generic and
+# -march=native), then every load scenario against every server in interleaved rounds (tcp
+# duplex beast ..., tcp duplex beast ..., ...) with the server pinned to core 0 and the load
+# generator to core 1, and writes docs/benchmarks.md with the tables (medians, min–max, ratios
+# to the TCP ceiling and to Beast, the same per second of server CPU, both sides' CPU share),
+# the machine, the exact commands, and PNG charts in docs/benchmarks/. About 40 minutes on 2
+# cores (one round of every scenario and server takes about 13); run it on a quiet machine, and
+# commit what it wrote together with the change it measures.
 #
 #   benchmarks/run.sh
 #
