@@ -183,7 +183,7 @@ start_server() {
     done
     echo "micro benchmarks, pinned to core $server_core:"
     echo "  taskset -c $server_core $bin/duplex_micro_bench --benchmark_min_time=$micro_time"
-    echo "  benchmarks/micro/flavours.sh --core $server_core --min-time $micro_time --filter '$flavour_filter'"
+    echo "  benchmarks/micro/flavours.sh --core $server_core --rounds 3 --min-time $micro_time --filter '$flavour_filter'"
 } >"$results/commands.txt"
 
 # Run facts for the report.
@@ -213,7 +213,8 @@ if [ -x "$bin/duplex_micro_bench" ]; then
     taskset -c "$server_core" "$bin/duplex_micro_bench" --benchmark_min_time="$micro_time" \
         --benchmark_out="$results/micro.json" --benchmark_out_format=json >"$results/micro.txt"
     echo "== micro benchmarks in four builds (g++, clang++; generic and -march=native)"
-    benchmarks/micro/flavours.sh --out "$build/micro-flavours" --core "$server_core" \
+    # Three rounds, best of three: one round on a busy machine can put any build at 0.5x.
+    benchmarks/micro/flavours.sh --out "$build/micro-flavours" --core "$server_core" --rounds 3 \
         --min-time "$micro_time" --filter "$flavour_filter" >"$results/flavours.txt" ||
         { echo "   FAILED: $(tail -5 "$results/flavours.txt")"; failures=$((failures + 1)); }
     mkdir -p "$results/flavours"
