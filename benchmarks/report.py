@@ -10,6 +10,7 @@ to the TCP ceiling and to Beast, the machine, and PNG charts drawn by gnuplot in
 named after the page (docs/benchmarks/ for docs/benchmarks.md). Standard library only.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -28,6 +29,15 @@ SERVERS = [
     ("node", "Node ws", "#ccbb44"),
 ]
 SERVER_NAMES = {key: name for key, name, _ in SERVERS}
+
+BROADCAST_SCENARIOS = [
+    ("broadcast", "{subscribers} subscribers, 1 publisher, 1 message in flight",
+     "{subscribers}, 1 × 1"),
+    ("broadcast-inflight-few", "{few_subscribers} subscribers, 4 publishers × 8 in flight",
+     "{few_subscribers}, 4 × 8"),
+    ("broadcast-inflight", "{subscribers} subscribers, 4 publishers × 8 in flight",
+     "{subscribers}, 4 × 8"),
+]
 
 ECHO_SCENARIOS = [
     ("echo-small", "100 connections, 20-byte messages, 1 in flight", "20 B, 1 in flight"),
@@ -89,6 +99,28 @@ class series:
     def share_generator(self):
         shares = self.values("generator_cpu_share")
         return f"{100 * statistics.median(shares):.0f} %" if shares else "–"
+
+
+def summary_line(run):
+    """One wsload result as run.sh prints it after each run: the rate, the rate per second of
+    server CPU, how busy each side was, and any broadcast violations."""
+    if "bytes_per_connection" in run:
+        return f"{bytes_text(run['bytes_per_connection'])} per connection"
+    rate = next((key for key in ("messages_per_s", "deliveries_per_s", "handshakes_per_s")
+                 if key in run), None)
+    if rate is None:
+        return "?"
+    per_cpu = run.get(f"{rate.removesuffix('_per_s')}_per_server_cpu_s")
+    seconds = run.get("seconds") or 0
+    server = run.get("server_cpu_s", -1)
+    text = (f"{compact(run[rate])} {rate.removesuffix('_per_s')}/s, "
+            f"{compact(per_cpu)} per server CPU-s (server "
+            f"{100 * server / seconds:.0f} %, generator "
+            f"{100 * run.get('generator_cpu_share', 0):.0f} %)" if seconds and server >= 0 else "")
+    if "violations" in run:
+        text += (f"; lost {run['lost']}, late or repeated {run['late_or_repeated']}, "
+                 f"out of order {run['out_of_order']}")
+    return text
 
 
 def load_results(path):
@@ -209,8 +241,10 @@ def describe(name):
     if what == "bm_memcpy":
         return f"memcpy, {size_text(args[0])} (reference)"
     if what == "bm_mask":
-        alignment = "aligned" if args[1] == "0" else f"misaligned by {args[1]}"
+        alignment = "aligned" if args[1] == "0" else f"misaligned by {args[1]}, key phase 1"
         return f"masking in place, {size_text(args[0])}, {alignment}"
+    if what == "bm_mask_pieces":
+        return "masking 64 KiB in place in 1,448-byte pieces (one TCP segment each)"
     if what == "bm_utf8":
         return f"UTF-8 validation, 64 KiB {texts[int(args[0])]}"
     if what == "bm_frame_header_encode":
@@ -254,6 +288,59 @@ def micro_section(path):
             f"Google Benchmark {context.get('library_build_type', '')} library build, "
             f"CPU scaling {'on' if context.get('cpu_scaling_enabled') else 'off'}.")
     return "\n".join(rows) + "\n\n" + note + "\n"
+
+
+# The builds of benchmarks/micro/flavours.sh, in the order of its table's columns.
+FLAVOURS = [("gcc", "g++ -O3"), ("gcc-native", "g++ -O3 -march=native"),
+            ("clang", "clang++ -O3"), ("clang-native", "clang++ -O3 -march=native")]
+
+
+def best_runs(directory, prefix):
+    """{benchmark name: best bytes/s} over the rounds flavours.sh ran of one binary: the run
+    least disturbed by other work on the machine."""
+    best = {}
+    for path in sorted(glob.glob(os.path.join(directory, f"{prefix}-r*.json"))):
+        with open(path) as f:
+            for b in json.load(f)["benchmarks"]:
+                if b.get("run_type", "iteration") == "iteration" and "bytes_per_second" in b:
+                    best[b["name"]] = max(best.get(b["name"], 0), b["bytes_per_second"])
+    return best
+
+
+def flavour_table(directory):
+    """Masking (and the small-frame parse that includes it) in GB/s for every build that
+    flavours.sh measured, with each build's ratio to the generic g++ build; with a baseline,
+    before -> after in each cell."""
+    after = {key: best_runs(directory, f"micro-{key}") for key, _ in FLAVOURS}
+    before = {key: best_runs(directory, f"base-{key}") for key, _ in FLAVOURS}
+    columns = [(key, label) for key, label in FLAVOURS if after[key]]
+    if not columns:
+        return "Not measured in this run.\n"
+    with_baseline = any(before.values())
+    names = [name for name in after[columns[0][0]]
+             if name.startswith(("bm_mask", "bm_parse_small_frames"))]
+    head = "| benchmark | " + " | ".join(label for _, label in columns) + " |"
+    rows = [head, head_rule(head)]
+    base = after.get("gcc", {})
+    for name in names:
+        cells = []
+        for key, _ in columns:
+            value = after[key].get(name)
+            if value is None:
+                cells.append("–")
+                continue
+            cell = f"{value / 1e9:.1f}"
+            if with_baseline and name in before[key]:
+                cell = f"{before[key][name] / 1e9:.1f} → {cell}"
+            if key != "gcc" and base.get(name):
+                cell += f" ({value / base[name]:.2f}×)"
+            cells.append(cell)
+        rows.append(f"| {describe(name)} | " + " | ".join(cells) + " |")
+    note = ("GB/s (10⁹ bytes per second of CPU time), the best of the rounds run; in parentheses, "
+            "the ratio to the generic g++ build")
+    if with_baseline:
+        note += "; before → after: the baseline headers, then the current ones"
+    return "\n".join(rows) + "\n\n" + note + ".\n"
 
 
 def micro_chart_rows(path):
@@ -323,7 +410,7 @@ def bar_rows(scenario, key):
     return rows
 
 
-def draw_charts(results, micro_path, image_dir, work_dir):
+def draw_charts(results, micro_path, image_dir, work_dir, meta):
     os.makedirs(image_dir, exist_ok=True)
     drawn = {}
 
@@ -342,10 +429,14 @@ def draw_charts(results, micro_path, image_dir, work_dir):
     draw("echo_per_cpu", [(short, "messages per server CPU-second",
                            bar_rows(results.get(key, {}), "messages_per_server_cpu_s"))
                           for key, _, short in ECHO_SCENARIOS])
-    b = results.get("broadcast", {})
-    draw("broadcast", [("deliveries/s", "deliveries/s", bar_rows(b, "deliveries_per_s")),
-                       ("per server CPU-second", "deliveries per CPU-second",
-                        bar_rows(b, "deliveries_per_server_cpu_s"))])
+    counts = {"subscribers": f"{meta.get('subscribers', 0):,}",
+              "few_subscribers": f"{meta.get('few_subscribers', 0):,}"}
+    draw("broadcast", [(short.format(**counts), "deliveries/s",
+                        bar_rows(results.get(key, {}), "deliveries_per_s"))
+                       for key, _, short in BROADCAST_SCENARIOS])
+    draw("broadcast_per_cpu", [(short.format(**counts), "deliveries per server CPU-second",
+                                bar_rows(results.get(key, {}), "deliveries_per_server_cpu_s"))
+                               for key, _, short in BROADCAST_SCENARIOS])
     draw("idle", [("idle", "bytes per connection",
                    bar_rows(results.get("idle", {}), "bytes_per_connection")),
                   ("after one message", "bytes per connection",
@@ -435,10 +526,23 @@ def image(drawn, name, alt):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--results", required=True)
-    parser.add_argument("--doc", required=True)
-    parser.add_argument("--template", required=True)
+    parser.add_argument("--results")
+    parser.add_argument("--doc")
+    parser.add_argument("--template")
+    parser.add_argument("--flavours", metavar="DIR",
+                        help="only print the table of benchmarks/micro/flavours.sh's builds")
+    parser.add_argument("--summary", metavar="FILE",
+                        help="only print one line about one wsload --json result")
     args = parser.parse_args()
+    if args.flavours:
+        print(flavour_table(args.flavours), end="")
+        return
+    if args.summary:
+        with open(args.summary) as f:
+            print(summary_line(json.load(f)))
+        return
+    if not (args.results and args.doc and args.template):
+        parser.error("--results, --doc and --template are required")
 
     with open(os.path.join(args.results, "meta.json")) as f:
         meta = json.load(f)
@@ -448,7 +552,7 @@ def main():
 
     doc_dir = os.path.dirname(os.path.abspath(args.doc))
     image_dir = os.path.join(doc_dir, "benchmarks")
-    drawn = draw_charts(results, micro_path, image_dir, args.results)
+    drawn = draw_charts(results, micro_path, image_dir, args.results, meta)
     if os.path.exists(results_path):
         shutil.copy(results_path, os.path.join(image_dir, "results.jsonl"))
 
@@ -462,12 +566,22 @@ def main():
     echo_text = "\n".join(echo) + image(drawn, "echo", "Echo throughput") + image(
         drawn, "echo_per_cpu", "Echo: messages per second of server CPU")
 
-    broadcast = results.get("broadcast")
-    broadcast_text = rate_table(broadcast, "deliveries_per_s", "deliveries",
-                                ("lost", lambda s: f"{sum(s.values('lost')):.0f}"))
+    counts = {"subscribers": f"{meta.get('subscribers', 0):,}",
+              "few_subscribers": f"{meta.get('few_subscribers', 0):,}"}
+    violations = ("lost / late or repeated / out of order",
+                  lambda s: " / ".join(f"{sum(s.values(key)):.0f}"
+                                       for key in ("lost", "late_or_repeated", "out_of_order")))
+    broadcast = []
+    for key, title, _ in BROADCAST_SCENARIOS:
+        broadcast.append(f"### {title.format(**counts)}\n\n" + rate_table(
+            results.get(key), "deliveries_per_s", "deliveries", violations))
+    broadcast_text = "\n".join(broadcast)
     broadcast_text += ("\nLatency here is the delay from publishing a message to its delivery "
-                       "to each subscriber: the spread across the room, not one round trip.\n")
-    broadcast_text += image(drawn, "broadcast", "Broadcast")
+                       "to each subscriber: the spread across the room, not one round trip. "
+                       "Every subscriber checks that each publisher's messages arrive once and "
+                       "in order; any violation fails the run.\n")
+    broadcast_text += image(drawn, "broadcast", "Broadcast") + image(
+        drawn, "broadcast_per_cpu", "Broadcast: deliveries per second of server CPU")
 
     connect_text = rate_table(results.get("connect"), "handshakes_per_s", "handshakes")
     connect_text += ("\nThe TCP ceiling's 101 carries no accept key (no SHA-1, no header "
@@ -492,6 +606,7 @@ def main():
         "warmup": str(meta.get("warmup_s")),
         "duration": str(meta.get("duration_s")),
         "subscribers": f"{meta.get('subscribers', 0):,}",
+        "few_subscribers": f"{meta.get('few_subscribers', 0):,}",
         "idle_connections": f"{meta.get('idle_connections', 0):,}",
         "server_core": str(meta.get("server_core")),
         "machine": machine_section(meta),
@@ -501,6 +616,7 @@ def main():
         "idle_tls": tls_idle_table(results),
         "connect": connect_text,
         "micro": micro_text,
+        "micro_flavours": flavour_table(os.path.join(args.results, "flavours")),
         "commands": commands,
     }
     with open(args.template) as f:

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # benchmarks/run.sh — the whole benchmark in one command: installs what is missing (Debian),
-# builds everything in Release, runs the micro benchmarks, then every load scenario against
-# every server in interleaved rounds (tcp duplex beast ..., tcp duplex beast ..., ...) with the
-# server pinned to core 0 and the load generator to core 1, and writes docs/benchmarks.md with
-# the tables (medians, min–max, ratios to the TCP ceiling and to Beast), the machine, the exact
-# commands, and PNG charts in docs/benchmarks/. About 13 minutes on 2 cores; run it on a quiet
-# machine, and commit what it wrote together with the change it measures.
+# builds everything in Release, runs the micro benchmarks (and, through
+# benchmarks/micro/flavours.sh, the masking ones in four builds: g++ and clang++, generic and
+# -march=native), then every load scenario against every server in interleaved rounds (tcp
+# duplex beast ..., tcp duplex beast ..., ...) with the server pinned to core 0 and the load
+# generator to core 1, and writes docs/benchmarks.md with the tables (medians, min–max, ratios
+# to the TCP ceiling and to Beast, the same per second of server CPU, both sides' CPU share),
+# the machine, the exact commands, and PNG charts in docs/benchmarks/. About 40 minutes on 2
+# cores (one round of every scenario and server takes about 13); run it on a quiet machine, and
+# commit what it wrote together with the change it measures.
 #
 #   benchmarks/run.sh
 #
@@ -22,6 +25,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+# Broadcast and idle runs hold 10,000 sockets and more, in the server and in the generator:
+# lift the soft limit on open files to the hard one for both (and for Node, which does not).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 # Before the build, which loads the machine itself: how quiet it was when we were started.
 loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 quick=${DUPLEX_BENCH_QUICK:-0}
@@ -33,23 +40,31 @@ else
     doc=${DUPLEX_BENCH_DOC:-docs/benchmarks.md}
 fi
 results=$build/results
+# What the four-build comparison (benchmarks/micro/flavours.sh) measures: masking, and parsing
+# small frames, which includes it.
+flavour_filter='bm_mask|bm_parse_small_frames'
 server_core=0
 generator_core=1
 
 # ---- what each run does ------------------------------------------------------------------------
 
 if [ "$quick" = 1 ]; then
-    duration=0.5 warmup=0.2 subscribers=500 idle_connections=300 micro_time=0.01
+    duration=0.5 warmup=0.2 subscribers=500 few_subscribers=200 idle_connections=300
+    micro_time=0.01
 else
-    duration=4 warmup=1 subscribers=10000 idle_connections=5000 micro_time=0.2
+    duration=4 warmup=1 subscribers=10000 few_subscribers=1000 idle_connections=5000
+    micro_time=0.2
 fi
+broadcast_args="--size 32 --duration $duration --warmup $warmup"
 echo_args="--connections 100 --duration $duration --warmup $warmup"
 # name|wsload arguments (the port and the server's PID are added to each run)
 scenarios=(
     "echo-small|echo $echo_args --size 20 --in-flight 1"
     "echo-small-pipelined|echo $echo_args --size 20 --in-flight 16"
     "echo-16k|echo $echo_args --size 16384 --in-flight 1"
-    "broadcast|broadcast --subscribers $subscribers --size 32 --duration $duration --warmup $warmup"
+    "broadcast|broadcast --subscribers $subscribers $broadcast_args"
+    "broadcast-inflight-few|broadcast --subscribers $few_subscribers --publishers 4 --in-flight 8 $broadcast_args"
+    "broadcast-inflight|broadcast --subscribers $subscribers --publishers 4 --in-flight 8 $broadcast_args"
     "idle|idle --connections $idle_connections"
     "idle-touched|idle --connections $idle_connections --touch"
     "connect|connect --concurrency 32 --duration $duration --warmup $warmup"
@@ -168,12 +183,14 @@ start_server() {
     done
     echo "micro benchmarks, pinned to core $server_core:"
     echo "  taskset -c $server_core $bin/duplex_micro_bench --benchmark_min_time=$micro_time"
+    echo "  benchmarks/micro/flavours.sh --core $server_core --rounds 3 --min-time $micro_time --filter '$flavour_filter'"
 } >"$results/commands.txt"
 
 # Run facts for the report.
 cat >"$results/meta.json" <<EOF
 {"quick": $([ "$quick" = 1 ] && echo true || echo false), "rounds": $rounds,
  "duration_s": $duration, "warmup_s": $warmup, "subscribers": $subscribers,
+ "few_subscribers": $few_subscribers,
  "idle_connections": $idle_connections, "micro_min_time_s": $micro_time,
  "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "loadavg_at_start": "$loadavg_at_start",
  "server_core": $server_core, "generator_core": $generator_core,
@@ -190,17 +207,24 @@ fi
 # ---- micro benchmarks --------------------------------------------------------------------------
 
 start=$SECONDS
+failures=0
 if [ -x "$bin/duplex_micro_bench" ]; then
     echo "== micro benchmarks"
     taskset -c "$server_core" "$bin/duplex_micro_bench" --benchmark_min_time="$micro_time" \
         --benchmark_out="$results/micro.json" --benchmark_out_format=json >"$results/micro.txt"
+    echo "== micro benchmarks in four builds (g++, clang++; generic and -march=native)"
+    # Three rounds, best of three: one round on a busy machine can put any build at 0.5x.
+    benchmarks/micro/flavours.sh --out "$build/micro-flavours" --core "$server_core" --rounds 3 \
+        --min-time "$micro_time" --filter "$flavour_filter" >"$results/flavours.txt" ||
+        { echo "   FAILED: $(tail -5 "$results/flavours.txt")"; failures=$((failures + 1)); }
+    mkdir -p "$results/flavours"
+    cp "$build"/micro-flavours/micro-*.json "$results/flavours/" 2>/dev/null || true
 else
     echo "== micro benchmarks skipped (Google Benchmark missing)"
 fi
 
 # ---- load scenarios, interleaved rounds --------------------------------------------------------
 
-failures=0
 for round in $(seq "$rounds"); do
     for scenario in "${scenarios[@]}"; do
         scenario_name=${scenario%%|*}
@@ -217,8 +241,7 @@ for round in $(seq "$rounds"); do
                 --server-pid "$server_pid" --json >"$results/run.json" 2>"$results/run.err"; then
                 printf '{"round":%s,"scenario":"%s","server":"%s","result":%s}\n' "$round" \
                     "$scenario_name" "$name" "$(cat "$results/run.json")" >>"$results/results.jsonl"
-                sed -E 's/.*"(messages_per_s|deliveries_per_s|handshakes_per_s|bytes_per_connection)":([0-9.]+).*/\1 \2/' \
-                    "$results/run.json"
+                python3 benchmarks/report.py --summary "$results/run.json"
             else
                 failures=$((failures + 1))
                 echo "FAILED: $(head -c 300 "$results/run.err")"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke run of the load generator against one peer (ctest label "bench"): every mode for a
 # moment, so that the generator and the peers keep working. No time is asserted; wsload fails
-# on a refused upgrade, an echo that differs from what was sent, a lost connection, or when
-# nothing at all got through.
+# on a refused upgrade, an echo that differs from what was sent, a lost connection, a broadcast
+# delivery lost, repeated or out of order, or when nothing at all got through.
 #
 #   smoke.sh WSLOAD PEER [PEER ARGUMENTS...]
 set -euo pipefail
@@ -34,5 +34,6 @@ run() {
 run echo --connections 10 --size 20 --in-flight 4 --duration 1 --warmup 0.2
 run echo --connections 4 --size 70000 --text --duration 0.5 --warmup 0.1 # 64-bit lengths
 run broadcast --subscribers 200 --duration 0.5 --warmup 0.2
+run broadcast --subscribers 200 --publishers 4 --in-flight 8 --duration 0.5 --warmup 0.2
 run idle --connections 100 --touch
 run connect --concurrency 8 --duration 0.5 --warmup 0.1

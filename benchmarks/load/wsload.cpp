@@ -7,17 +7,23 @@
 //
 //   wsload echo      --port P [--connections 100] [--size 20] [--in-flight 1]
 //                    [--duration 5] [--warmup 1] [--text] [--server-pid PID] [--json]
-//   wsload broadcast --port P [--subscribers 10000] [--size 32] [--in-flight 1] [...]
+//   wsload broadcast --port P [--subscribers 10000] [--publishers 1] [--in-flight 1]
+//                    [--size 32] [...]
 //   wsload idle      --port P --server-pid PID [--connections 5000] [--touch]
 //   wsload connect   --port P [--concurrency 32] [--duration 5] [--warmup 1] [...]
 //
 // echo: each connection keeps --in-flight messages outstanding and sends the next one when an
 //   echo arrives; reports messages/s, payload MB/s (one direction) and round-trip latency.
 //   Every echo is compared byte for byte with what was sent.
-// broadcast: --subscribers connections upgrade on /sub, one publisher on /pub. The publisher
-//   sends a message stamped with its send time and sequence number and sends the next once
-//   every subscriber has it (or after a second, counting the missing ones as lost); reports
-//   deliveries/s and the delay from publishing to each delivery.
+// broadcast: --subscribers connections upgrade on /sub, --publishers on /pub. Each publisher
+//   keeps --in-flight messages outstanding: it sends a message stamped with its send time, its
+//   own number and a sequence number, and sends the next one each time an earlier one has
+//   reached every subscriber. Every subscriber checks that each publisher's messages arrive
+//   exactly once and in order; a duplicate, a message out of order or one that never arrives
+//   (none for 10 seconds) is a violation, counted, reported and failing the run. Reports
+//   deliveries/s and the delay from publishing to each delivery. Before the measurement, a
+//   probe message is published until one reaches every subscriber, so that a server that adds
+//   members to its room only after the 101 has them all in it when counting starts.
 // idle: opens --connections upgraded connections on / and reports how much the server's
 //   resident set (VmRSS in /proc/PID/status) grew per connection. --touch first exchanges one
 //   message on each, to count what a server keeps after a connection was used.
@@ -72,12 +78,19 @@ double seconds_between(std::uint64_t from_ns, std::uint64_t to_ns) {
 
 enum class mode { echo, broadcast, idle, connect };
 
+// A broadcast payload starts with its send time (8 bytes), its sequence number (8) and its
+// publisher's number (4), in the generator's byte order (only the generator reads them).
+constexpr std::size_t broadcast_stamp_size = 20;
+// The publisher number of the probe messages that wait for every subscriber to be in the room.
+constexpr std::uint32_t probe_publisher = 0xFFFFFFFFU;
+
 struct options {
     mode what = mode::echo;
     std::string host = "127.0.0.1";
     std::uint16_t port = 9001;
     std::size_t connections = 100; // echo, idle
     std::size_t subscribers = 10000;
+    std::size_t publishers = 1;
     std::size_t size = 0; // 0: the mode's default
     std::size_t in_flight = 1;
     std::size_t concurrency = 32; // handshakes in progress at once
@@ -92,7 +105,8 @@ struct options {
 
 [[noreturn]] void usage() {
     std::fputs("usage: wsload echo|broadcast|idle|connect --port P [--host H] [--connections N]\n"
-               "         [--subscribers N] [--size BYTES] [--in-flight N] [--concurrency N]\n"
+               "         [--subscribers N] [--publishers N] [--size BYTES] [--in-flight N]\n"
+               "         [--concurrency N]\n"
                "         [--duration S] [--warmup S] [--text] [--touch] [--server-pid PID]"
                " [--json]\n",
                stderr);
@@ -137,6 +151,8 @@ options parse_options(int argc, char** argv) {
             o.connections = std::stoul(value);
         else if (flag == "--subscribers")
             o.subscribers = std::stoul(value);
+        else if (flag == "--publishers")
+            o.publishers = std::max<std::size_t>(1, std::stoul(value));
         else if (flag == "--size")
             o.size = std::stoul(value);
         else if (flag == "--in-flight")
@@ -153,8 +169,7 @@ options parse_options(int argc, char** argv) {
             usage();
     }
     if (o.size == 0) o.size = o.what == mode::broadcast ? 32 : 20;
-    // The broadcast payload carries a timestamp and a sequence number.
-    if (o.what == mode::broadcast) o.size = std::max<std::size_t>(o.size, 16);
+    if (o.what == mode::broadcast) o.size = std::max<std::size_t>(o.size, broadcast_stamp_size);
     if (o.what == mode::idle && o.server_pid == 0) {
         std::fputs("wsload idle needs --server-pid\n", stderr);
         std::exit(2);
@@ -417,6 +432,17 @@ struct connection {
     std::vector<std::uint64_t> sent_ns; // ring of in_flight send times
     std::uint64_t echoed = 0;
     bool touch_sent = false; // idle --touch
+    // broadcast, on a subscriber: the sequence number expected next from each publisher
+    std::vector<std::uint64_t> expected;
+};
+
+// One publisher of a broadcast run and its messages still on their way.
+struct publisher_state {
+    std::size_t conn = 0;          // its connection
+    std::uint64_t next = 0;        // the sequence number it publishes next
+    std::uint64_t oldest = 0;      // every message before this one reached every subscriber
+    std::vector<std::size_t> seen; // ring of in_flight: subscribers that have sequence s
+    std::uint64_t progress_ns = 0; // when it last published or one of its messages arrived
 };
 
 struct window_counters {
@@ -725,6 +751,8 @@ private:
             if (connect_running_) ++connections_to_start_;
         } else if (c.role == conn_role::echo) {
             c.sent_ns.assign(o_.in_flight, 0);
+        } else if (c.role == conn_role::subscriber) {
+            c.expected.assign(o_.publishers, 0);
         }
     }
 
@@ -764,21 +792,7 @@ private:
             if (sending_) send_echo_message(index);
             return true;
         }
-        case conn_role::subscriber: {
-            if (size < 16) {
-                fail("short broadcast message", &c);
-                return true;
-            }
-            std::uint64_t sent, sequence;
-            std::memcpy(&sent, payload, 8);
-            std::memcpy(&sequence, payload + 8, 8);
-            if (sequence == current_sequence_) ++current_received_;
-            if (measuring_) {
-                ++window_.deliveries;
-                latency_.add(now - sent);
-            }
-            return true;
-        }
+        case conn_role::subscriber: on_delivery(c, payload, size, now); return true;
         case conn_role::idle: ++touched_; return true;
         case conn_role::publisher:
         case conn_role::handshake_only: return true;
@@ -892,60 +906,174 @@ private:
         return verdict(window_.messages);
     }
 
-    void publish(std::size_t publisher) {
-        scratch_ = template_payload_;
-        current_sequence_ = ++last_sequence_;
-        current_received_ = 0;
-        published_ns_ = now_ns();
-        std::memcpy(scratch_.data(), &published_ns_, 8);
-        std::memcpy(scratch_.data() + 8, &current_sequence_, 8);
-        append_client_frame(conns_[publisher].out, op_binary, scratch_.data(), scratch_.size());
-        flush(publisher);
+    // A subscriber received a broadcast message: check it against what that subscriber has
+    // seen from the same publisher, and count it towards the message's completion.
+    void on_delivery(connection& c, const unsigned char* payload, std::size_t size,
+                     std::uint64_t now) {
+        if (size != template_payload_.size() ||
+            std::memcmp(payload + broadcast_stamp_size,
+                        template_payload_.data() + broadcast_stamp_size,
+                        size - broadcast_stamp_size) != 0) {
+            fail("broadcast message differs from the one published", &c);
+            return;
+        }
+        std::uint64_t sent, sequence;
+        std::uint32_t from;
+        std::memcpy(&sent, payload, 8);
+        std::memcpy(&sequence, payload + 8, 8);
+        std::memcpy(&from, payload + 16, 4);
+        if (from == probe_publisher) {
+            if (sequence == probe_sequence_) ++probe_seen_;
+            return;
+        }
+        if (from >= publishers_.size()) {
+            fail("broadcast message from an unknown publisher", &c);
+            return;
+        }
+        std::uint64_t& expected = c.expected[from];
+        if (sequence < expected) {
+            ++late_or_repeated_;
+            return;
+        }
+        // A message that overtook an earlier one is out of order; the earlier one, if it still
+        // comes, is then behind what this subscriber has seen: late, or a repeat.
+        if (sequence > expected) ++out_of_order_;
+        expected = sequence + 1;
+        if (measuring_) {
+            ++window_.deliveries;
+            latency_.add(now - sent);
+        }
+        publisher_state& p = publishers_[from];
+        p.progress_ns = now;
+        if (sequence < p.oldest || sequence >= p.next) return; // given up on already
+        ++p.seen[sequence % o_.in_flight];
+        advance(p);
+    }
+
+    // Retires the publisher's oldest messages once every subscriber has them, and keeps
+    // --in-flight messages outstanding while the run is sending.
+    void advance(publisher_state& p) {
+        while (p.oldest != p.next && p.seen[p.oldest % o_.in_flight] >= o_.subscribers) {
+            p.seen[p.oldest % o_.in_flight] = 0;
+            ++p.oldest;
+        }
+        bool wrote = false;
+        while (sending_ && p.next - p.oldest < o_.in_flight) {
+            publish(p);
+            wrote = true;
+        }
+        if (wrote) flush(p.conn);
+    }
+
+    // A publisher with messages on their way of which not one has reached anybody for this
+    // long is stalled: what its messages still miss is counted as lost, and it goes on. Not a
+    // limit on latency: with 10,000 subscribers and 32 messages in flight, one message may
+    // rightly take many seconds to reach everybody while deliveries keep arriving.
+    static constexpr std::uint64_t give_up_ns = 10 * one_second_ns;
+
+    void give_up_on_stalled(std::uint64_t now) {
+        for (auto& p : publishers_) {
+            if (p.oldest == p.next || now - p.progress_ns <= give_up_ns) continue;
+            for (; p.oldest != p.next; ++p.oldest) {
+                std::size_t& seen = p.seen[p.oldest % o_.in_flight];
+                lost_ += o_.subscribers - std::min(seen, o_.subscribers);
+                seen = 0;
+            }
+            p.progress_ns = now;
+            advance(p);
+        }
+    }
+
+    void publish(publisher_state& p) {
+        const std::uint64_t sequence = p.next++;
+        const auto from = static_cast<std::uint32_t>(&p - publishers_.data());
+        const std::uint64_t now = now_ns();
+        p.progress_ns = now;
+        stamp_broadcast(now, sequence, from);
+        append_client_frame(conns_[p.conn].out, op_binary, scratch_.data(), scratch_.size());
         if (measuring_) ++published_;
     }
 
-    // Publishes one message at a time: the next once every subscriber has this one, or after a
-    // second (the missing deliveries are counted as lost).
-    void broadcast_until(std::uint64_t deadline, std::size_t publisher) {
-        publish(publisher);
+    void stamp_broadcast(std::uint64_t now, std::uint64_t sequence, std::uint32_t from) {
+        scratch_ = template_payload_;
+        std::memcpy(scratch_.data(), &now, 8);
+        std::memcpy(scratch_.data() + 8, &sequence, 8);
+        std::memcpy(scratch_.data() + 16, &from, 4);
+    }
+
+    // Publishes probe messages from the first publisher, one at a time, until one reaches every
+    // subscriber: from then on every subscriber is in the room.
+    bool wait_for_full_room(double timeout_s) {
+        const std::uint64_t deadline = after(timeout_s);
         while (now_ns() < deadline && errors_ == 0) {
-            loop_until(std::min(deadline, published_ns_ + one_second_ns),
-                       [&] { return current_received_ >= o_.subscribers || errors_ != 0; });
-            if (current_received_ < o_.subscribers && now_ns() < published_ns_ + one_second_ns)
-                break; // the deadline
-            if (measuring_) lost_ += o_.subscribers - current_received_;
-            publish(publisher);
+            probe_seen_ = 0;
+            stamp_broadcast(now_ns(), ++probe_sequence_, probe_publisher);
+            append_client_frame(conns_[publishers_[0].conn].out, op_binary, scratch_.data(),
+                                scratch_.size());
+            flush(publishers_[0].conn);
+            loop_until(std::min(deadline, after(1)),
+                       [&] { return probe_seen_ >= o_.subscribers || errors_ != 0; });
+            if (probe_seen_ >= o_.subscribers) return true;
         }
+        fail("not every subscriber received a probe message");
+        return false;
+    }
+
+    bool broadcast_done() {
+        give_up_on_stalled(now_ns());
+        return errors_ != 0;
     }
 
     int run_broadcast() {
         if (!open_many(o_.subscribers, conn_role::subscriber, "/sub", 120)) return verdict(0);
-        if (!open_many(1, conn_role::publisher, "/pub", 10)) return verdict(0);
-        std::size_t publisher = 0;
-        for (std::size_t i = 0; i < conns_.size(); ++i)
-            if (conns_[i].role == conn_role::publisher && conns_[i].state == conn_state::open)
-                publisher = i;
-        // The warm-up also covers a server that adds members to the room just after the 101.
-        broadcast_until(after(o_.warmup), publisher);
-        loop_until(published_ns_ + one_second_ns,
-                   [&] { return current_received_ >= o_.subscribers || errors_ != 0; });
+        if (!open_many(o_.publishers, conn_role::publisher, "/pub", 10)) return verdict(0);
+        for (std::size_t i = 0; i < conns_.size(); ++i) {
+            if (conns_[i].role != conn_role::publisher || conns_[i].state != conn_state::open)
+                continue;
+            publisher_state p;
+            p.conn = i;
+            p.seen.assign(o_.in_flight, 0);
+            publishers_.push_back(std::move(p));
+        }
+        if (!wait_for_full_room(30)) return verdict(0);
+        sending_ = true;
+        for (auto& p : publishers_) advance(p);
+        loop_until(after(o_.warmup), [&] { return broadcast_done(); });
         window w;
         begin_window(w);
-        broadcast_until(after(o_.duration), publisher);
+        loop_until(after(o_.duration), [&] { return broadcast_done(); });
         end_window(w);
+        sending_ = false;
+        // Wait for every message published to reach every subscriber (or for its publisher to
+        // be given up on as stalled), so that each one is checked.
+        loop_until(after(300), [&] {
+            broadcast_done();
+            for (const auto& p : publishers_)
+                if (p.oldest != p.next) return errors_ != 0;
+            return true;
+        });
+        give_up_on_stalled(now_ns() + give_up_ns + 1);
+        const std::uint64_t violations = lost_ + late_or_repeated_ + out_of_order_;
         const auto count = static_cast<double>(window_.deliveries);
         if (o_.json) {
-            std::printf("{\"mode\":\"broadcast\",\"subscribers\":%zu,\"size\":%zu,"
-                        "\"published\":%" PRIu64 ",\"deliveries\":%" PRIu64 ",\"lost\":%" PRIu64
-                        ",%s}\n",
-                        o_.subscribers, o_.size, published_, window_.deliveries, lost_,
+            std::printf("{\"mode\":\"broadcast\",\"subscribers\":%zu,\"publishers\":%zu,"
+                        "\"in_flight\":%zu,\"size\":%zu,\"published\":%" PRIu64
+                        ",\"deliveries\":%" PRIu64 ",\"lost\":%" PRIu64
+                        ",\"late_or_repeated\":%" PRIu64 ",\"out_of_order\":%" PRIu64
+                        ",\"violations\":%" PRIu64 ",%s}\n",
+                        o_.subscribers, publishers_.size(), o_.in_flight, o_.size, published_,
+                        window_.deliveries, lost_, late_or_repeated_, out_of_order_, violations,
                         common_json(w, count, "deliveries").c_str());
         } else {
-            std::printf("broadcast: %zu subscribers, %zu-byte messages, %" PRIu64
-                        " published, %" PRIu64 " deliveries lost\n",
-                        o_.subscribers, o_.size, published_, lost_);
+            std::printf("broadcast: %zu subscribers, %zu publishers with %zu in flight each, "
+                        "%zu-byte messages, %" PRIu64 " published\n",
+                        o_.subscribers, publishers_.size(), o_.in_flight, o_.size, published_);
             print_latency(w, count, "deliveries");
+            std::printf("  deliveries lost %" PRIu64 ", late or repeated %" PRIu64
+                        ", out of order %" PRIu64 "\n",
+                        lost_, late_or_repeated_, out_of_order_);
         }
+        if (violations != 0) fail("broadcast deliveries lost, late or repeated, or out of order");
         finish_all();
         return verdict(window_.deliveries);
     }
@@ -1042,12 +1170,13 @@ private:
     window_counters window_;
     latency_histogram latency_;
     // broadcast
-    std::uint64_t last_sequence_ = 0;
-    std::uint64_t current_sequence_ = 0;
-    std::size_t current_received_ = 0;
-    std::uint64_t published_ns_ = 0;
+    std::vector<publisher_state> publishers_;
+    std::uint64_t probe_sequence_ = 0;
+    std::size_t probe_seen_ = 0;
     std::uint64_t published_ = 0;
     std::uint64_t lost_ = 0;
+    std::uint64_t late_or_repeated_ = 0;
+    std::uint64_t out_of_order_ = 0;
     // idle
     std::size_t touches_sent_ = 0;
     std::size_t touched_ = 0;

@@ -53,20 +53,24 @@ int main(int argc, char** argv) {
         server.get_con_from_hdl(h)->get_socket().set_option(boost::asio::ip::tcp::no_delay(true),
                                                             ignored);
     });
-    handle publisher;
-    const auto same = [](const handle& a, const handle& b) {
-        return !a.owner_before(b) && !b.owner_before(a);
-    };
+    // Several publishers may publish at once (wsload broadcast --publishers).
+    std::set<handle, std::owner_less<handle>> publishers;
     server.set_open_handler([&](handle h) {
         const std::string& resource = server.get_con_from_hdl(h)->get_resource();
         if (resource == "/sub") members.insert(h);
-        if (resource == "/pub") publisher = h;
+        if (resource == "/pub") publishers.insert(h);
     });
-    server.set_close_handler([&](handle h) { members.erase(h); });
-    server.set_fail_handler([&](handle h) { members.erase(h); });
+    server.set_close_handler([&](handle h) {
+        members.erase(h);
+        publishers.erase(h);
+    });
+    server.set_fail_handler([&](handle h) {
+        members.erase(h);
+        publishers.erase(h);
+    });
     server.set_message_handler([&](handle h, server_type::message_ptr message) {
         websocketpp::lib::error_code ec;
-        if (same(h, publisher)) {
+        if (publishers.count(h) != 0) {
             for (const handle& member : members)
                 server.send(member, message->get_payload(), message->get_opcode(), ec);
         } else {

@@ -7,6 +7,7 @@
 #include <duplex/protocol/mask.hpp>
 #include <duplex/protocol/random.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -224,28 +225,57 @@ TEST_CASE("RFC 6455 5.5: a fragmented control frame is refused", "[frame]") {
     }
 }
 
-TEST_CASE("RFC 6455 5.3: masking matches the byte-wise definition at every offset and alignment",
+namespace {
+
+// The byte-wise definition of RFC 6455 5.3, the reference every faster path must equal.
+void mask_bytewise(unsigned char* data, std::size_t size, const unsigned char key[4],
+                   std::size_t offset) {
+    for (std::size_t i = 0; i < size; ++i)
+        data[i] = static_cast<unsigned char>(data[i] ^ key[(offset + i) % 4]);
+}
+
+} // namespace
+
+TEST_CASE("RFC 6455 5.3: masking matches the byte-wise definition at every length, alignment and "
+          "key phase",
           "[mask]") {
+    // Every length up to 130 covers each remainder the 32-, 16-, 8- and 4-byte steps leave;
+    // alignments 0 to 31 start a payload at every offset within a 32-byte vector; offsets past 3
+    // check that only offset mod 4 matters.
     std::mt19937 rng(6455);
-    const mask_key key = key_from_bytes(0x37, 0xfa, 0x21, 0x3d);
-    const unsigned char key_bytes[4] = {0x37, 0xfa, 0x21, 0x3d};
-    for (std::size_t size : {0U, 1U, 3U, 7U, 8U, 9U, 31U, 32U, 33U, 64U, 100U, 1000U, 4099U}) {
-        for (std::size_t align = 0; align < 8; ++align) {
-            for (std::size_t offset = 0; offset < 4; ++offset) {
-                std::vector<unsigned char> storage(size + align);
-                for (auto& b : storage) b = static_cast<unsigned char>(rng());
-                std::vector<unsigned char> expected(storage.begin() + static_cast<long>(align),
-                                                    storage.end());
-                for (std::size_t i = 0; i < size; ++i)
-                    expected[i] =
-                        static_cast<unsigned char>(expected[i] ^ key_bytes[(offset + i) % 4]);
-                const auto next = apply_mask(storage.data() + align, size, key, offset);
-                CHECK(next == offset + size);
-                CHECK(std::equal(expected.begin(), expected.end(),
-                                 storage.begin() + static_cast<long>(align)));
+    std::vector<std::size_t> sizes;
+    for (std::size_t size = 0; size <= 130; ++size) sizes.push_back(size);
+    for (std::size_t size : {255U, 256U, 257U, 1000U, 4099U}) sizes.push_back(size);
+    std::size_t cases = 0, mismatches = 0;
+    for (int k = 0; k < 3; ++k) {
+        unsigned char key_bytes[4];
+        for (auto& b : key_bytes) b = static_cast<unsigned char>(rng());
+        if (k == 0) std::memcpy(key_bytes, "\x37\xfa\x21\x3d", 4);
+        const mask_key key = key_from_bytes(key_bytes[0], key_bytes[1], key_bytes[2], key_bytes[3]);
+        for (std::size_t size : sizes) {
+            for (std::size_t align = 0; align < 32; ++align) {
+                for (std::size_t offset : {0U, 1U, 2U, 3U, 4U, 7U, 1001U}) {
+                    // Guard bytes on both sides must stay untouched.
+                    std::vector<unsigned char> storage(align + size + 16);
+                    for (auto& b : storage) b = static_cast<unsigned char>(rng());
+                    std::vector<unsigned char> expected = storage;
+                    mask_bytewise(expected.data() + align, size, key_bytes, offset);
+                    const auto next = apply_mask(storage.data() + align, size, key, offset);
+                    ++cases;
+                    if (next != offset + size || storage != expected) {
+                        ++mismatches;
+                        if (mismatches <= 3) {
+                            CAPTURE(size, align, offset, k, next);
+                            CHECK(storage == expected);
+                            CHECK(next == offset + size);
+                        }
+                    }
+                }
             }
         }
     }
+    CAPTURE(cases);
+    CHECK(mismatches == 0);
 }
 
 TEST_CASE("RFC 6455 5.3: masking in pieces equals masking at once", "[mask]") {
@@ -253,15 +283,35 @@ TEST_CASE("RFC 6455 5.3: masking in pieces equals masking at once", "[mask]") {
     for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(i * 7);
     std::string whole = text;
     apply_mask(whole.data(), whole.size(), 0xDEADBEEF);
-    for (std::size_t cut : {1U, 2U, 3U, 5U, 8U, 13U, 500U, 999U}) {
+    // Cuts on both sides of the 4-, 8-, 16- and 32-byte steps, and one after the other.
+    for (std::size_t cut : {1U, 2U, 3U, 5U, 8U, 13U, 15U, 16U, 17U, 31U, 33U, 63U, 500U, 999U}) {
         std::string pieces = text;
         std::size_t offset = apply_mask(pieces.data(), cut, 0xDEADBEEF);
         apply_mask(pieces.data() + cut, pieces.size() - cut, 0xDEADBEEF, offset);
         CHECK(pieces == whole);
     }
+    for (std::size_t step : {1U, 3U, 7U, 17U, 37U}) {
+        std::string pieces = text;
+        std::size_t offset = 0;
+        for (std::size_t at = 0; at < pieces.size(); at += step)
+            offset = apply_mask(pieces.data() + at, std::min(step, pieces.size() - at), 0xDEADBEEF,
+                                offset);
+        CHECK(offset == text.size());
+        CHECK(pieces == whole);
+    }
     std::string copied(text.size(), '\0');
     copy_masked(copied.data(), text.data(), text.size(), 0xDEADBEEF);
     CHECK(copied == whole);
+}
+
+TEST_CASE("RFC 6455 5.3: masking twice with the same key restores the payload", "[mask]") {
+    std::vector<unsigned char> data(4096 + 3);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 13);
+    const std::vector<unsigned char> original = data;
+    apply_mask(data.data() + 3, 4096, 0x01020304, 2);
+    CHECK(data != original);
+    apply_mask(data.data() + 3, 4096, 0x01020304, 2);
+    CHECK(data == original);
 }
 
 TEST_CASE("RFC 6455 7.4: close codes valid on the wire", "[close]") {
