@@ -184,7 +184,7 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         std::array<std::uint8_t, 16> nonce;
         protocol::random_source().fill(nonce.data(), nonce.size());
         hs.emplace(std::move(request), nonce);
-        if (hs->status() == protocol::parse_status::failed) return complete(hs->error());
+        if (hs->status() == protocol::progress::failed) return complete(hs->error());
         asio::async_write(*stream, asio::buffer(hs->request()),
                           asio::bind_executor(strand, [self = this->shared_from_this()](
                                                           std::error_code ec, std::size_t) {
@@ -205,8 +205,8 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     void on_bytes(std::size_t n) {
         if (done) return;
         const auto r = hs->feed(std::string_view(chunk.data(), n));
-        if (r.status == protocol::parse_status::need_more) return read();
-        if (r.status == protocol::parse_status::failed) {
+        if (r.status == protocol::progress::need_more) return read();
+        if (r.status == protocol::progress::failed) {
             if (r.error == error::bad_status && refusal)
                 return refused(std::string_view(chunk.data() + r.consumed, n - r.consumed));
             return complete(r.error);

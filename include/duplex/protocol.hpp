@@ -14,6 +14,7 @@
 #include "protocol/handshake.hpp"
 #include "protocol/http.hpp"
 #include "protocol/mask.hpp"
+#include "protocol/progress.hpp"
 #include "protocol/random.hpp"
 #include "protocol/session.hpp"
 #include "protocol/sha1.hpp"

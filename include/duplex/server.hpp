@@ -308,12 +308,12 @@ private:
 
         void on_bytes(std::size_t n) {
             const auto r = hs.feed(std::string_view(chunk.data(), n));
-            using st = protocol::server_handshake::state;
-            if (r.status == st::reading) return read();
+            using protocol::progress;
+            if (r.status == progress::need_more) return read();
             answering = true;
             leftover.assign(chunk.data() + r.consumed, n - r.consumed);
             request_info info{hs.request(), nullptr, remote};
-            if (r.status == st::request_ready) {
+            if (r.status == progress::done) {
                 info.upgrade = &hs.upgrade();
                 if (owner->handlers.on_upgrade_async) {
                     // Not answering yet: stop() may drop this handshake while it waits.

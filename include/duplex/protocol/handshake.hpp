@@ -13,6 +13,7 @@
 #include "duplex/error.hpp"
 #include "duplex/protocol/base64.hpp"
 #include "duplex/protocol/http.hpp"
+#include "duplex/protocol/progress.hpp"
 #include "duplex/protocol/sha1.hpp"
 
 #include <algorithm>
@@ -345,10 +346,10 @@ inline std::string write_refusal(const refusal& r) {
     return out;
 }
 
-// Server side of one handshake. feed() the bytes read from the connection until the state
-// leaves `reading`; then either accept() or reject() (request_ready), or send refusal()
-// and close (failed). Bytes after the request head are not consumed. Views into the
-// request stay valid while this object lives (also across moves); it cannot be copied.
+// Server side of one handshake. feed() the bytes read from the connection until the status
+// is no longer need_more; then either accept() or reject() (done: a valid upgrade request),
+// or send refusal() and close (failed). Bytes after the request head are not consumed. Views into
+// the request stay valid while this object lives (also across moves); it cannot be copied.
 class server_handshake {
 public:
     struct options {
@@ -358,10 +359,8 @@ public:
         std::function<std::string(const std::vector<std::string_view>& offered)> select_subprotocol;
     };
 
-    enum class state { reading, request_ready, failed, done };
-
     struct result {
-        state status;
+        progress status;
         std::size_t consumed;
         std::error_code error;
     };
@@ -376,26 +375,28 @@ public:
     ~server_handshake() = default;
 
     result feed(std::string_view data) {
-        if (state_ != state::reading) return {state_, 0, error_};
+        if (status_ != progress::need_more) return {status_, 0, error_};
         const auto r = parser_.feed(data);
-        if (r.status == parse_status::need_more) return {state_, r.consumed, {}};
-        if (r.status == parse_status::failed) {
+        if (r.status == progress::need_more) return {status_, r.consumed, {}};
+        if (r.status == progress::failed) {
             fail(r.error);
-            return {state_, r.consumed, error_};
+            return {status_, r.consumed, error_};
         }
         have_request_ = true;
         if (const auto ec = validate_upgrade_request(parser_.head(), upgrade_)) {
             fail(ec);
-            return {state_, r.consumed, error_};
+            return {status_, r.consumed, error_};
         }
-        state_ = state::request_ready;
-        return {state_, r.consumed, {}};
+        status_ = progress::done;
+        return {status_, r.consumed, {}};
     }
 
-    state status() const noexcept { return state_; }
+    progress status() const noexcept { return status_; }
+    // Whether accept() sent the 101 (the status stays done).
+    bool accepted() const noexcept { return accepted_; }
     std::error_code error() const noexcept { return error_; }
 
-    // The request head; complete once the state left `reading`, unless the head itself
+    // The request head; complete once the status left need_more, unless the head itself
     // was malformed (has_request() is false then).
     const http_head& request() const noexcept { return parser_.head(); }
     bool has_request() const noexcept { return have_request_; }
@@ -404,10 +405,10 @@ public:
     // caller may answer it as plain HTTP (with reject()) instead of sending refusal().
     bool is_upgrade() const { return have_request_ && is_upgrade_request(parser_.head()); }
 
-    // The 101 response; the state becomes done and subprotocol() tells what was chosen.
-    // Returns "" unless the state is request_ready.
+    // The 101 response; accepted() becomes true and subprotocol() tells what was chosen.
+    // Returns "" unless the status is done and nothing was answered yet.
     std::string accept(accept_options opts = {}) {
-        if (state_ != state::request_ready) return {};
+        if (status_ != progress::done || accepted_) return {};
         if (opts.subprotocol.empty() && options_.select_subprotocol &&
             !upgrade_.subprotocols.empty()) {
             opts.subprotocol = options_.select_subprotocol(upgrade_.subprotocols);
@@ -415,7 +416,7 @@ public:
         for (const auto offered : upgrade_.subprotocols) {
             if (offered == opts.subprotocol) subprotocol_ = offered;
         }
-        state_ = state::done;
+        accepted_ = true;
         return write_accept_response(upgrade_, opts);
     }
 
@@ -423,23 +424,23 @@ public:
     std::string_view subprotocol() const noexcept { return subprotocol_; }
 
     // An answer chosen by the application instead of the upgrade (401 to ask for
-    // credentials, 403, a redirect, or any answer to a plain HTTP request). The state
+    // credentials, 403, a redirect, or any answer to a plain HTTP request). The status
     // becomes failed; error() is handshake_refused unless it already held a reason.
     // Returns "" when there is nothing to answer (still reading, or already accepted).
     std::string reject(const protocol::refusal& r) {
-        if (state_ == state::reading || state_ == state::done) return {};
+        if (status_ == progress::need_more || accepted_) return {};
         if (!error_) error_ = duplex::error::handshake_refused;
-        state_ = state::failed;
+        status_ = progress::failed;
         refusal_ = write_refusal(r);
         return refusal_;
     }
 
     // The bytes to send after a failure (or the last reject()); "" otherwise.
-    std::string refusal() const { return state_ == state::failed ? refusal_ : std::string(); }
+    std::string refusal() const { return status_ == progress::failed ? refusal_ : std::string(); }
 
 private:
     void fail(std::error_code ec) {
-        state_ = state::failed;
+        status_ = progress::failed;
         error_ = ec;
         refusal_ = write_refusal(refusal_for(ec));
     }
@@ -447,7 +448,8 @@ private:
     options options_;
     http_parser parser_;
     upgrade_request upgrade_;
-    state state_ = state::reading;
+    progress status_ = progress::need_more;
+    bool accepted_ = false; // accept() answered; the status stays done
     std::error_code error_;
     bool have_request_ = false;
     std::string_view subprotocol_;
@@ -479,7 +481,7 @@ struct client_options {
 class client_handshake {
 public:
     struct result {
-        parse_status status;
+        progress status;
         std::size_t consumed;
         std::error_code error;
     };
@@ -491,7 +493,7 @@ public:
         key_ = base64_encode(
             std::string_view(reinterpret_cast<const char*>(nonce.data()), nonce.size()));
         if (const auto ec = build_request(options)) {
-            status_ = parse_status::failed;
+            status_ = progress::failed;
             error_ = ec;
             request_.clear();
         }
@@ -501,24 +503,24 @@ public:
     const std::string& key() const noexcept { return key_; }
 
     result feed(std::string_view data) {
-        if (status_ != parse_status::need_more) return {status_, 0, error_};
+        if (status_ != progress::need_more) return {status_, 0, error_};
         const auto r = parser_.feed(data);
-        if (r.status == parse_status::need_more) return {status_, r.consumed, {}};
-        if (r.status == parse_status::done) {
+        if (r.status == progress::need_more) return {status_, r.consumed, {}};
+        if (r.status == progress::done) {
             if (const auto ec = validate_response()) {
-                status_ = parse_status::failed;
+                status_ = progress::failed;
                 error_ = ec;
             } else {
-                status_ = parse_status::done;
+                status_ = progress::done;
             }
         } else {
-            status_ = parse_status::failed;
+            status_ = progress::failed;
             error_ = r.error;
         }
         return {status_, r.consumed, error_};
     }
 
-    parse_status status() const noexcept { return status_; }
+    progress status() const noexcept { return status_; }
     std::error_code error() const noexcept { return error_; }
     // The response head; after bad_status it is kept so the caller can read the status,
     // Content-Length or WWW-Authenticate. The body, if any, is not consumed.
@@ -613,7 +615,7 @@ private:
     std::string request_;
     std::vector<std::string> offered_subprotocols_;
     std::vector<std::string> offered_extensions_;
-    parse_status status_ = parse_status::need_more;
+    progress status_ = progress::need_more;
     std::error_code error_;
     std::string subprotocol_;
     std::vector<extension> extensions_;

@@ -295,8 +295,8 @@ private:
         const std::size_t available = size - used;
         if (header_stash_size_ == 0) {
             const auto r = decode_frame_header(in, available, h, options_.reserved_bits);
-            if (r.status == decode_status::failed) return fail(r.error, ev);
-            if (r.status == decode_status::need_more) {
+            if (r.status == progress::failed) return fail(r.error, ev);
+            if (r.status == progress::need_more) {
                 if (available != 0) std::memcpy(header_stash_, in, available); // < 14 bytes
                 header_stash_size_ = available;
                 used = size;
@@ -310,8 +310,8 @@ private:
             for (;;) {
                 const auto r = decode_frame_header(header_stash_, header_stash_size_, h,
                                                    options_.reserved_bits);
-                if (r.status == decode_status::failed) return fail(r.error, ev);
-                if (r.status == decode_status::ok) break;
+                if (r.status == progress::failed) return fail(r.error, ev);
+                if (r.status == progress::done) break;
                 const std::size_t want = r.size - header_stash_size_;
                 const std::size_t take = want < available - taken ? want : available - taken;
                 if (take != 0) std::memcpy(header_stash_ + header_stash_size_, in + taken, take);
