@@ -5,14 +5,15 @@
 // 101 response or a refusal; client_handshake produces the request and checks the
 // response. Neither reads a socket, a clock or a random source: the client's nonce is a
 // parameter. Both stop right after the head, so bytes that follow it (the first frames)
-// stay with the caller. Also here: Sec-WebSocket-Accept, and the
-// Sec-WebSocket-Extensions grammar (RFC 6455 section 9.1) that extension negotiation
-// builds on.
+// stay with the caller. Also here: Sec-WebSocket-Accept. permessage-deflate (RFC 7692)
+// is negotiated here when the options enable it (permessage_deflate.hpp has the rules).
 #pragma once
 
 #include "duplex/error.hpp"
 #include "duplex/protocol/base64.hpp"
+#include "duplex/protocol/extensions.hpp"
 #include "duplex/protocol/http.hpp"
+#include "duplex/protocol/permessage_deflate.hpp"
 #include "duplex/protocol/progress.hpp"
 #include "duplex/protocol/sha1.hpp"
 
@@ -34,11 +35,6 @@ namespace duplex::protocol {
 // RFC 6455 section 1.3.
 inline constexpr std::string_view websocket_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-// Bounds on a parsed Sec-WebSocket-Extensions list (all header fields together), so a
-// peer cannot make us allocate per comma or semicolon it sends.
-inline constexpr std::size_t max_extensions = 32;
-inline constexpr std::size_t max_extension_params = 32;
-
 // base64(SHA-1(key + GUID)), RFC 6455 section 4.2.2 item 5.
 inline std::string accept_key(std::string_view sec_websocket_key) {
     sha1_hasher h;
@@ -49,49 +45,7 @@ inline std::string accept_key(std::string_view sec_websocket_key) {
         std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
-// --- Sec-WebSocket-Extensions (RFC 6455 section 9.1) -------------------------------------
-
-struct extension_param {
-    std::string name;
-    std::optional<std::string> value; // unescaped when it was a quoted-string
-};
-
-struct extension {
-    std::string name;
-    std::vector<extension_param> params;
-};
-
 namespace detail {
-
-inline std::size_t skip_ows(std::string_view s, std::size_t i) noexcept {
-    while (i < s.size() && is_ows(s[i])) ++i;
-    return i;
-}
-
-inline std::string_view scan_token(std::string_view s, std::size_t& i) noexcept {
-    const std::size_t begin = i;
-    while (i < s.size() && is_tchar(s[i])) ++i;
-    return s.substr(begin, i - begin);
-}
-
-// quoted-string (RFC 7230 section 3.2.6), `i` at the opening quote; appends the unescaped
-// content to `out`.
-inline bool scan_quoted_string(std::string_view s, std::size_t& i, std::string& out) {
-    ++i;
-    while (i < s.size()) {
-        const char c = s[i++];
-        if (c == '"') return true;
-        if (c == '\\') {
-            if (i == s.size() || !is_field_char(s[i])) return false;
-            out += s[i++];
-        } else if (is_field_char(c)) {
-            out += c;
-        } else {
-            return false;
-        }
-    }
-    return false; // unterminated
-}
 
 inline bool is_one_of(std::string_view name, std::initializer_list<std::string_view> names) {
     for (const auto n : names) {
@@ -101,75 +55,6 @@ inline bool is_one_of(std::string_view name, std::initializer_list<std::string_v
 }
 
 } // namespace detail
-
-// Parses one Sec-WebSocket-Extensions value and appends its extensions to `out`; call it
-// once per header field to combine several fields (RFC 7230 section 3.2.2). Empty list
-// elements are skipped (RFC 7230 section 7), so an empty value adds nothing. A quoted
-// parameter value must unescape to a token (RFC 6455 section 9.1). On error `out` is left
-// as it was. Fails past max_extensions in `out` or max_extension_params in one extension.
-inline std::error_code parse_extensions(std::string_view value, std::vector<extension>& out) {
-    const std::size_t original = out.size();
-    auto fail = [&] {
-        out.erase(out.begin() + static_cast<std::ptrdiff_t>(original), out.end());
-        return make_error_code(duplex::error::bad_extension_header);
-    };
-    std::size_t i = 0;
-    while (true) {
-        i = detail::skip_ows(value, i);
-        if (i == value.size()) break;
-        if (value[i] == ',') {
-            ++i;
-            continue;
-        }
-        const std::string_view name = detail::scan_token(value, i);
-        if (name.empty() || out.size() >= max_extensions) return fail();
-        out.push_back({std::string(name), {}});
-        auto& params = out.back().params;
-        i = detail::skip_ows(value, i);
-        while (i < value.size() && value[i] == ';') {
-            i = detail::skip_ows(value, i + 1);
-            const std::string_view pname = detail::scan_token(value, i);
-            if (pname.empty() || params.size() >= max_extension_params) return fail();
-            extension_param p{std::string(pname), std::nullopt};
-            i = detail::skip_ows(value, i);
-            if (i < value.size() && value[i] == '=') {
-                i = detail::skip_ows(value, i + 1);
-                std::string v;
-                if (i < value.size() && value[i] == '"') {
-                    if (!detail::scan_quoted_string(value, i, v) || !is_token(v)) return fail();
-                } else {
-                    v = std::string(detail::scan_token(value, i));
-                    if (v.empty()) return fail();
-                }
-                p.value = std::move(v);
-                i = detail::skip_ows(value, i);
-            }
-            params.push_back(std::move(p));
-        }
-        if (i == value.size()) break;
-        if (value[i] != ',') return fail();
-        ++i;
-    }
-    return {};
-}
-
-// Writes extensions as a header value: "name; param; param=value, name2". Names and values
-// that are not tokens cannot be written validly (RFC 6455 section 9.1); such extensions and
-// parameters are left out.
-inline std::string format_extensions(const std::vector<extension>& extensions) {
-    std::string out;
-    for (const auto& e : extensions) {
-        if (!is_token(e.name)) continue;
-        if (!out.empty()) out += ", ";
-        out += e.name;
-        for (const auto& p : e.params) {
-            if (!is_token(p.name) || (p.value && !is_token(*p.value))) continue;
-            out.append("; ").append(p.name);
-            if (p.value) out.append("=").append(*p.value);
-        }
-    }
-    return out;
-}
 
 // --- Server side (RFC 6455 section 4.2) -----------------------------------------------
 
@@ -357,6 +242,9 @@ public:
         // Called by accept() when the offer is not empty and accept_options names no
         // subprotocol; returns the chosen one, or "" for none.
         std::function<std::string(const std::vector<std::string_view>& offered)> select_subprotocol;
+        // permessage-deflate: when enabled (and the build has zlib), accept() answers the
+        // first acceptable offer and deflate() tells what was agreed.
+        deflate_server_options deflate;
     };
 
     struct result {
@@ -416,12 +304,23 @@ public:
         for (const auto offered : upgrade_.subprotocols) {
             if (offered == opts.subprotocol) subprotocol_ = offered;
         }
+        if (auto agreed = negotiate_deflate(upgrade_.extensions, options_.deflate)) {
+            // Ours first; an application's own extensions (never permessage-deflate when
+            // deflate is enabled) follow.
+            std::string value = format_extensions({agreed->response});
+            if (!opts.extensions.empty()) value.append(", ").append(opts.extensions);
+            opts.extensions = std::move(value);
+            deflate_ = agreed->params;
+        }
         accepted_ = true;
         return write_accept_response(upgrade_, opts);
     }
 
     // The subprotocol accept() sent, or "".
     std::string_view subprotocol() const noexcept { return subprotocol_; }
+    // The permessage-deflate parameters accept() agreed to, or nullopt: give them to the
+    // session (session_options::deflate).
+    const std::optional<deflate_params>& deflate() const noexcept { return deflate_; }
 
     // An answer chosen by the application instead of the upgrade (401 to ask for
     // credentials, 403, a redirect, or any answer to a plain HTTP request). The status
@@ -453,6 +352,7 @@ private:
     std::error_code error_;
     bool have_request_ = false;
     std::string_view subprotocol_;
+    std::optional<deflate_params> deflate_;
     std::string refusal_;
 };
 
@@ -464,6 +364,9 @@ struct client_options {
     std::string origin;                    // Origin header value; empty = not sent
     std::vector<std::string> subprotocols; // offered, in order of preference
     std::string extensions;                // Sec-WebSocket-Extensions offer; empty = none
+    // permessage-deflate: when enabled (and the build has zlib), offered before `extensions`
+    // (which must not offer it too), and the server's answer is checked (RFC 7692 section 5).
+    deflate_client_options deflate;
     std::vector<std::pair<std::string, std::string>> extra_headers;
     http_limits limits; // for the response head
 };
@@ -510,6 +413,7 @@ public:
             if (const auto ec = validate_response()) {
                 status_ = progress::failed;
                 error_ = ec;
+                deflate_.reset();
             } else {
                 status_ = progress::done;
             }
@@ -529,6 +433,9 @@ public:
     std::string_view subprotocol() const noexcept { return subprotocol_; }
     // The extensions the server accepted, in its order, with their parameters.
     const std::vector<extension>& extensions() const noexcept { return extensions_; }
+    // The permessage-deflate parameters the server agreed to, or nullopt: give them to the
+    // session (session_options::deflate).
+    const std::optional<deflate_params>& deflate() const noexcept { return deflate_; }
 
 private:
     std::error_code build_request(const client_options& o) {
@@ -553,14 +460,28 @@ private:
         }
         if (!protocols.empty()) (void)write_field(out, "Sec-WebSocket-Protocol", protocols);
         out.append("Sec-WebSocket-Version: 13\r\n");
+        std::string extensions;
+        if (o.deflate.enabled && deflate_supported) {
+            deflate_offer_ = o.deflate;
+            extensions = format_extensions({make_deflate_offer(o.deflate)});
+            offered_extensions_.emplace_back(permessage_deflate_name);
+        }
         if (!o.extensions.empty()) {
             std::vector<extension> offer;
             if (parse_extensions(o.extensions, offer) || !is_field_value(o.extensions)) {
                 return duplex::error::bad_extension_header;
             }
-            for (auto& e : offer) offered_extensions_.push_back(std::move(e.name));
-            (void)write_field(out, "Sec-WebSocket-Extensions", o.extensions);
+            for (auto& e : offer) {
+                // Two offers of one extension from two sources could not be told apart in
+                // the answer.
+                if (deflate_offer_ && e.name == permessage_deflate_name)
+                    return duplex::error::bad_extension_header;
+                offered_extensions_.push_back(std::move(e.name));
+            }
+            if (!extensions.empty()) extensions += ", ";
+            extensions += o.extensions;
         }
+        if (!extensions.empty()) (void)write_field(out, "Sec-WebSocket-Extensions", extensions);
         for (const auto& [name, value] : o.extra_headers) {
             if (detail::is_one_of(name,
                                   {"Host", "Upgrade", "Connection", "Origin", "Sec-WebSocket-Key",
@@ -598,6 +519,13 @@ private:
                 offered_extensions_.end()) {
                 return duplex::error::unexpected_extension;
             }
+            if (deflate_offer_ && e.name == permessage_deflate_name) {
+                // RFC 7692 section 5: one accepted offer, with parameters the offer allowed.
+                if (deflate_) return duplex::error::bad_extension_params;
+                deflate_params agreed;
+                if (auto ec = accept_deflate_response(e, *deflate_offer_, agreed)) return ec;
+                deflate_ = agreed;
+            }
         }
         if (const auto protocol = h.field("Sec-WebSocket-Protocol")) {
             if (h.count("Sec-WebSocket-Protocol") != 1 ||
@@ -619,6 +547,8 @@ private:
     std::error_code error_;
     std::string subprotocol_;
     std::vector<extension> extensions_;
+    std::optional<deflate_client_options> deflate_offer_; // when we offered it
+    std::optional<deflate_params> deflate_;
 };
 
 } // namespace duplex::protocol
