@@ -709,6 +709,11 @@ TEST_CASE("RFC 7692 with RFC 6455 8.1: UTF-8 is validated on the inflated bytes,
         frame(opcode::continuation, good.substr(good.size() / 2), true, true, false);
     CHECK(run_every_split(role::server, wire, with_deflate()).events ==
           std::vector<recorded>{message(opcode::text, good_text)});
+    // Bad text before data that does not inflate is reported as bad text, however it is cut.
+    const std::string then_garbage = bad + bytes({0xff, 0xff, 0xff});
+    CHECK(run_every_split(role::server, frame(opcode::text, then_garbage, true, true, true),
+                          with_deflate())
+              .events == std::vector<recorded>{failure(error::invalid_utf8, 1007)});
     // Fail fast: the first frame's bad byte fails before the message ends.
     std::string long_bad(4000, 'x');
     long_bad[10] = '\xFF';

@@ -31,6 +31,7 @@
 #include "deflate_codec.hpp"
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -530,15 +531,18 @@ private:
         if (partial) out.clear();
         const std::size_t before = out.size();
         const std::size_t budget = options_.max_message_size - inflated_size_;
-        if (auto ec = inflater_->inflate(piece, take, message_done, out, before + budget)) {
-            fail(ec, ev);
-            return;
-        }
-        const std::size_t produced = out.size() - before;
+        const auto ec = inflater_->inflate(piece, take, message_done, out, before + budget);
+        // What inflated before a failure is checked first, as it would have been had the input
+        // come in smaller reads: the same bytes give the same error however they are cut.
+        const std::size_t produced = std::min(out.size() - before, budget);
         inflated_size_ += produced;
         if (message_op_ == opcode::text && (!receive_utf8_.feed(out.data() + before, produced) ||
-                                            (message_done && !receive_utf8_.complete()))) {
+                                            (!ec && message_done && !receive_utf8_.complete()))) {
             fail(error::invalid_utf8, ev);
+            return;
+        }
+        if (ec) {
+            fail(ec, ev);
             return;
         }
         if (message_done) {
