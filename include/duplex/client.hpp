@@ -47,6 +47,10 @@ struct client_options {
     protocol::http_limits http{};
     connection_options connection{};
     bool tcp_no_delay = true;
+    // permessage-deflate (RFC 7692): offered when enabled and built with duplex::deflate. What
+    // the server agrees to goes to connection.protocol.deflate: compressed messages received are
+    // inflated (bounded by max_message_size); messages are sent uncompressed for now.
+    protocol::deflate_client_options deflate{};
 };
 
 // What a server answered instead of 101 Switching Protocols: an upgrade it refused (401 for a
@@ -181,6 +185,7 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         request.subprotocols = options.subprotocols;
         request.extra_headers = options.headers;
         request.limits = options.http;
+        request.deflate = options.deflate;
         std::array<std::uint8_t, 16> nonce;
         protocol::random_source().fill(nonce.data(), nonce.size());
         hs.emplace(std::move(request), nonce);
@@ -213,8 +218,10 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         }
         done = true;
         timer.cancel();
+        connection_options agreed = options.connection;
+        agreed.protocol.deflate = hs->deflate();
         auto c = std::make_shared<connection_type>(
-            std::move(*stream), protocol::role::client, options.connection,
+            std::move(*stream), protocol::role::client, std::move(agreed),
             std::string_view(chunk.data() + r.consumed, n - r.consumed));
         c->set_subprotocol(std::string(hs->subprotocol()));
         auto h = std::move(handler);

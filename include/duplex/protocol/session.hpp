@@ -18,6 +18,10 @@
 // Every violation of RFC 6455 fails the connection: the session queues a close frame with the
 // RFC's code (1002, 1007 or 1009), reports an `error` event with a `duplex::error`, and ignores
 // all further input. Size limits are decided from frame headers, before a payload is buffered.
+//
+// With permessage-deflate negotiated (session_options::deflate, RFC 7692), compressed messages
+// are delivered inflated, the inflated size bounded by max_message_size, and whole messages
+// sent are compressed. That part needs zlib (DUPLEX_ENABLE_DEFLATE).
 #pragma once
 
 #include "../error.hpp"
