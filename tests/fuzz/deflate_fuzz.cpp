@@ -211,10 +211,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         wire.assign(tx.pending_output());
     }
 
-    // Mode 2: the limit also counts the compressed bytes on the wire, which for data that
-    // does not compress are a few more than the message's.
-    session_options ro = o;
-    if (mode == 2) ro.max_message_size += 64;
+    const session_options& ro = o;
     const outcome whole = run(receiver, ro, wire, {});
     const outcome split =
         run(receiver, ro, wire, fuzz::random_cuts(flags * 131U + mode_byte, wire.size()));

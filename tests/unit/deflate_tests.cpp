@@ -686,6 +686,23 @@ TEST_CASE("RFC 6455 10.4 with RFC 7692: a decompression bomb fails with 1009 as 
         CHECK(s.state() == session_state::failed);
         CHECK_FALSE(s.holds_deflate_state());
     }
+    // A message at the limit that does not compress is larger on the wire than the limit: it
+    // is the inflated size that counts (the wire gets deflate's worst case on top).
+    std::string random_bytes(1000, '\0');
+    std::mt19937 rng(1000);
+    for (auto& c : random_bytes) c = static_cast<char>(rng());
+    const std::string incompressible = peer_compress(random_bytes);
+    REQUIRE(incompressible.size() > 1000);
+    session_options small = with_deflate();
+    small.max_message_size = 1000;
+    small.max_frame_size = 1000;
+    CHECK(run_every_split(role::server, frame(opcode::binary, incompressible, true, true, true),
+                          small)
+              .events == std::vector<recorded>{message(opcode::binary, random_bytes)});
+    random_bytes.push_back('!');
+    CHECK(run(role::server, frame(opcode::binary, peer_compress(random_bytes), true, true, true),
+              {}, small)
+              .events == std::vector<recorded>{failure(error::message_too_big, 1009)});
     // Exactly at the limit is allowed.
     session_options o = with_deflate();
     o.max_message_size = 4096;

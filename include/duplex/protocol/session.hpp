@@ -437,7 +437,8 @@ private:
                 // RFC 7692 6.1: only a message's first frame may say it is compressed.
                 if (h.rsv1 && deflate_on_) return fail(error::reserved_bits, ev);
                 if (++fragments_ > options_.max_fragments ||
-                    options_.fragment_overhead > options_.max_message_size - message_size_)
+                    options_.fragment_overhead >
+                        wire_limit(options_.max_message_size) - message_size_)
                     return fail(error::too_many_fragments, ev);
                 message_size_ += options_.fragment_overhead;
             } else {
@@ -451,8 +452,9 @@ private:
                 inflated_size_ = 0;
             }
             // Written as subtractions so that a peer-chosen 63-bit length cannot overflow.
-            if (h.payload_size > options_.max_frame_size) return fail(error::frame_too_big, ev);
-            if (h.payload_size > options_.max_message_size - message_size_)
+            if (h.payload_size > wire_limit(options_.max_frame_size))
+                return fail(error::frame_too_big, ev);
+            if (h.payload_size > wire_limit(options_.max_message_size) - message_size_)
                 return fail(error::message_too_big, ev);
             message_size_ += static_cast<std::size_t>(h.payload_size);
             if (options_.deliver_partial_messages && h.op != opcode::continuation) {
@@ -462,6 +464,17 @@ private:
         }
         rx_ = rx_state::payload;
         return true;
+    }
+
+    // What a limit allows on the wire. A compressed message's limits are on what it inflates
+    // to (checked as it inflates); its wire bytes may pass them by what DEFLATE adds to data
+    // that does not compress (above zlib's deflateBound() for any settings), so that a message
+    // at the limit is not refused for its compressed form, while the wire stays bounded.
+    std::size_t wire_limit(std::size_t limit) const noexcept {
+        if (!message_compressed_) return limit;
+        const std::size_t extra = limit / 8 + limit / 64 + 64;
+        return limit > static_cast<std::size_t>(-1) - extra ? static_cast<std::size_t>(-1)
+                                                            : limit + extra;
     }
 
     void read_payload(char* data, std::size_t size, std::size_t& used, event& ev) {
