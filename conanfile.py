@@ -4,8 +4,8 @@
 #
 # duplex is header-only: the package holds the headers and the license, and one package id
 # serves every configuration. Its CMake targets are those of `cmake --install`:
-# duplex::duplex (ws://), duplex::tls (wss://, OpenSSL) and, once duplex has permessage-deflate,
-# duplex::deflate (ZLIB).
+# duplex::duplex (ws://), duplex::tls (wss://, OpenSSL) and duplex::deflate (permessage-deflate,
+# ZLIB).
 import os
 import re
 
@@ -70,10 +70,9 @@ class DuplexConan(ConanFile):
         toolchain.cache_variables["DUPLEX_BUILD_BENCHMARKS"] = False
         toolchain.cache_variables["DUPLEX_BUILD_FUZZ"] = False
         toolchain.cache_variables["DUPLEX_ENABLE_TLS"] = bool(self.options.with_tls)
-        if self.options.with_deflate:
-            toolchain.cache_variables["DUPLEX_ENABLE_DEFLATE"] = True
+        toolchain.cache_variables["DUPLEX_ENABLE_DEFLATE"] = bool(self.options.with_deflate)
         # The configuration fails, with the reason, if an option's component cannot be built
-        # (deflate before duplex has permessage-deflate).
+        # (its dependency was not found).
         required = [c for c, on in (("tls", self.options.with_tls),
                                     ("deflate", self.options.with_deflate)) if on]
         toolchain.cache_variables["DUPLEX_REQUIRE_COMPONENTS"] = ",".join(required)

@@ -1,11 +1,12 @@
 // echo_server — echoes every message back: text as text, binary as binary.
 //
 //   echo_server [--host H] [--port P] [--threads N] [--tls-cert FILE --tls-key FILE]
-//               [limit flags, below]
+//               [--deflate on|off] [limit flags, below]
 //
 // Defaults: 127.0.0.1, port 9001, one thread, plain ws://. With a certificate and key it
 // serves wss:// instead. SIGINT or SIGTERM shuts it down gracefully (close 1001 to everyone).
-// It is also the server the interop and conformance tests drive.
+// It is also the server the interop and conformance tests drive. permessage-deflate is accepted
+// when the build has zlib (duplex::deflate) unless --deflate off.
 //
 // Every limit of the library is a flag; each left out keeps the library's default (the
 // conformance tests run it with none). Sizes are bytes, times milliseconds (0 turns the ping
@@ -40,6 +41,7 @@ struct arguments {
 [[noreturn]] void usage(const char* program) {
     std::fprintf(stderr,
                  "usage: %s [--host H] [--port P] [--threads N] [--tls-cert FILE --tls-key FILE]\n"
+                 "  [--deflate on|off]\n"
                  "  [--max-message B] [--max-frame B] [--max-fragments N] [--fragment-overhead B]\n"
                  "  [--send-buffer-high-water B] [--send-buffer-limit B] [--max-connections N]\n"
                  "  [--max-head-size B] [--max-headers N] [--handshake-timeout MS]\n"
@@ -90,6 +92,7 @@ bool limit_flag(const std::string& flag, const std::string& value, duplex::serve
 
 arguments parse(int argc, char** argv) {
     arguments a;
+    a.options.deflate.enabled = true; // where the build can (duplex::deflate)
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         if (i + 1 >= argc) usage(argv[0]);
@@ -104,6 +107,8 @@ arguments parse(int argc, char** argv) {
             a.tls_cert = value;
         else if (flag == "--tls-key")
             a.tls_key = value;
+        else if (flag == "--deflate" && (value == "on" || value == "off"))
+            a.options.deflate.enabled = value == "on";
         else if (!limit_flag(flag, value, a.options))
             usage(argv[0]);
     }

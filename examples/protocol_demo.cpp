@@ -79,7 +79,7 @@ int main() {
     };
     proto::server_handshake server_hs(server_options);
     const auto parsed = server_hs.feed(client_hs.request());
-    if (parsed.status != proto::server_handshake::state::request_ready) {
+    if (parsed.status != proto::progress::done) {
         std::printf("server refused: %s\n", parsed.error.message().c_str());
         return 1;
     }
@@ -89,7 +89,7 @@ int main() {
     const std::string response = server_hs.accept();
     std::printf("--- server response\n%s", response.c_str());
     const auto answered = client_hs.feed(response);
-    if (answered.status != proto::parse_status::done) {
+    if (answered.status != proto::progress::done) {
         std::printf("client refused the response: %s\n", answered.error.message().c_str());
         return 1;
     }

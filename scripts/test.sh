@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev catch2 libasio-dev libssl-dev openssl
   python3-websockets chromium nlohmann-json3-dev)
+# permessage-deflate (duplex::deflate, its unit tests and fuzz target) needs zlib.
+packages+=(zlib1g-dev)
 # The benchmarks' ctest smoke runs (label bench): Google Benchmark, and Beast and websocketpp peers.
 packages+=(libbenchmark-dev libboost-dev libwebsocketpp-dev)
 # The Redis backplane's tests start their own redis-server (never a mock).

@@ -4,7 +4,7 @@
 //
 //   chat_server [--host H] [--port P] [--token T] [--rate N] [--allow-origin O]...
 //               [--address-connections N] [--address-rate N] [--address-burst N]
-//               [--tls-cert FILE --tls-key FILE] [--redis URL]
+//               [--tls-cert FILE --tls-key FILE] [--redis URL] [--deflate on|off]
 //
 //   GET /          the chat page (embedded in the binary: no files to deploy)
 //   GET /ws        the chat WebSocket: /ws?name=NAME&room=ROOM&token=TOKEN
@@ -82,7 +82,8 @@ struct arguments {
     unsigned address_burst = 40;
     std::string tls_cert;
     std::string tls_key;
-    std::string redis; // a redis:// URL: share rooms with other processes through it
+    std::string redis;   // a redis:// URL: share rooms with other processes through it
+    bool deflate = true; // permessage-deflate, where the build has zlib (duplex::deflate)
 };
 
 [[noreturn]] void usage(const char* program) {
@@ -90,7 +91,7 @@ struct arguments {
         stderr,
         "usage: %s [--host H] [--port P] [--token T] [--rate N] [--allow-origin O]...\n"
         "       [--address-connections N] [--address-rate N] [--address-burst N]\n"
-        "       [--tls-cert FILE --tls-key FILE] [--redis URL]\n"
+        "       [--tls-cert FILE --tls-key FILE] [--redis URL] [--deflate on|off]\n"
         "  --token T                required from chat clients (default: $DUPLEX_CHAT_TOKEN)\n"
         "  --rate N                 chat messages per second per connection, burst N (10)\n"
         "  --allow-origin O         a browser origin allowed to open WebSockets, repeatable\n"
@@ -99,7 +100,9 @@ struct arguments {
         "  --address-rate N         chat messages per second per client address (20)\n"
         "  --address-burst N        ... of which this many at once (40)\n"
         "  --redis URL              share rooms with other chat_server processes through\n"
-        "                           Redis: redis://[[user]:password@]host[:port][/db]\n",
+        "                           Redis: redis://[[user]:password@]host[:port][/db]\n"
+
+        "  --deflate on|off         accept permessage-deflate (on where built with zlib)\n",
         program);
     std::exit(2);
 }
@@ -146,6 +149,8 @@ arguments parse(int argc, char** argv) {
             a.tls_key = value;
         else if (flag == "--redis")
             a.redis = value;
+        else if (flag == "--deflate" && (value == "on" || value == "off"))
+            a.deflate = value == "on";
         else
             usage(argv[0]);
     }
@@ -555,7 +560,7 @@ public:
         : io_(io), token_(args.token), rate_(args.rate), allow_origins_(args.allow_origins),
           addresses_(std::make_shared<address_budget>(args.address_connections, args.address_rate,
                                                       args.address_burst)),
-          server_(io, server_options(), std::move(context)) {
+          server_(io, server_options(args.deflate), std::move(context)) {
         rooms_.on_presence(
             [this](const duplex::presence_event<connection_type>& e) { on_presence(e); });
         if (!args.redis.empty()) {
@@ -593,8 +598,9 @@ public:
     server_type& server() noexcept { return server_; }
 
 private:
-    static duplex::server_options server_options() {
+    static duplex::server_options server_options(bool deflate) {
         duplex::server_options options;
+        options.deflate.enabled = deflate;
         options.connection.protocol.max_message_size = max_message_bytes;
         options.connection.protocol.max_frame_size = max_message_bytes;
         return options;

@@ -48,6 +48,10 @@ struct client_options {
     protocol::http_limits http{};
     connection_options connection{};
     bool tcp_no_delay = true;
+    // permessage-deflate (RFC 7692): offered when enabled and built with duplex::deflate. What
+    // the server agrees to goes to connection.protocol.deflate: compressed messages received are
+    // inflated (bounded by max_message_size); messages are sent uncompressed for now.
+    protocol::deflate_client_options deflate{};
 };
 
 // What a server answered instead of 101 Switching Protocols: an upgrade it refused (401 for a
@@ -197,10 +201,11 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         request.subprotocols = options.subprotocols;
         request.extra_headers = options.headers;
         request.limits = options.http;
+        request.deflate = options.deflate;
         std::array<std::uint8_t, 16> nonce;
         protocol::random_source().fill(nonce.data(), nonce.size());
         hs.emplace(std::move(request), nonce);
-        if (hs->status() == protocol::parse_status::failed) return complete(hs->error());
+        if (hs->status() == protocol::progress::failed) return complete(hs->error());
         asio::async_write(*stream, asio::buffer(hs->request()),
                           asio::bind_executor(strand, [self = this->shared_from_this()](
                                                           std::error_code ec, std::size_t) {
@@ -221,16 +226,18 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
     void on_bytes(std::size_t n) {
         if (done) return;
         const auto r = hs->feed(std::string_view(chunk.data(), n));
-        if (r.status == protocol::parse_status::need_more) return read();
-        if (r.status == protocol::parse_status::failed) {
+        if (r.status == protocol::progress::need_more) return read();
+        if (r.status == protocol::progress::failed) {
             if (r.error == error::bad_status && refusal)
                 return refused(std::string_view(chunk.data() + r.consumed, n - r.consumed));
             return complete(r.error);
         }
         done = true;
         timer.cancel();
+        connection_options agreed = options.connection;
+        agreed.protocol.deflate = hs->deflate();
         auto c = std::make_shared<connection_type>(
-            std::move(*stream), protocol::role::client, options.connection,
+            std::move(*stream), protocol::role::client, std::move(agreed),
             std::string_view(chunk.data() + r.consumed, n - r.consumed));
         c->set_subprotocol(std::string(hs->subprotocol()));
         auto h = std::move(handler);

@@ -37,6 +37,7 @@ enum class error {
     bad_accept,             // Sec-WebSocket-Accept does not match the key we sent
     unexpected_subprotocol, // the server chose a subprotocol we did not offer
     unexpected_extension,   // the server accepted an extension we did not offer
+    bad_extension_params,   // an extension's parameters that the offer did not allow (RFC 7692 5)
     handshake_refused,      // the application refused the upgrade
 
     // Framing (RFC 6455 section 5)
@@ -50,6 +51,7 @@ enum class error {
     expected_continuation,   // a new data frame while a message is in progress (5.4)
     mask_required,           // a client frame that is not masked (5.1)
     unexpected_mask,         // a server frame that is masked (5.1)
+    bad_compressed_data,     // a compressed message that does not inflate (RFC 7692 7.2.2)
     frame_too_big,           // a frame over the configured limit (answer 1009)
     message_too_big,         // a message over the configured limit (answer 1009)
     too_many_fragments,      // more fragments in one message than allowed (answer 1009)
@@ -111,6 +113,8 @@ public:
             return "server chose a subprotocol that was not offered";
         case error::unexpected_extension:
             return "server accepted an extension that was not offered";
+        case error::bad_extension_params:
+            return "extension parameters are malformed or were not offered";
         case error::handshake_refused: return "the upgrade was refused";
         case error::reserved_bits: return "frame uses reserved bits";
         case error::reserved_opcode: return "frame uses a reserved opcode";
@@ -124,6 +128,7 @@ public:
             return "new data frame while a fragmented message is in progress";
         case error::mask_required: return "client frames must be masked";
         case error::unexpected_mask: return "server frames must not be masked";
+        case error::bad_compressed_data: return "compressed message does not inflate";
         case error::frame_too_big: return "frame exceeds the size limit";
         case error::message_too_big: return "message exceeds the size limit";
         case error::too_many_fragments: return "message has too many fragments";
@@ -204,8 +209,8 @@ detail::error_category_impl::equivalent(int value,
                e == error::bad_close_code;
     case condition::protocol_violation:
         return (e >= error::bad_request_line && e <= error::bad_line_ending) ||
-               (e >= error::bad_method && e <= error::unexpected_extension) ||
-               (e >= error::reserved_bits && e <= error::unexpected_mask);
+               (e >= error::bad_method && e <= error::bad_extension_params) ||
+               (e >= error::reserved_bits && e <= error::bad_compressed_data);
     case condition::handshake_failed:
         return e >= error::head_too_large && e <= error::handshake_refused;
     case condition::closed_normally: return e == error::closed;

@@ -68,6 +68,11 @@ struct server_options {
     std::chrono::milliseconds accept_backoff{std::chrono::milliseconds(10)};
     std::chrono::milliseconds accept_backoff_max{std::chrono::seconds(1)};
     bool tcp_no_delay = true; // small messages must not wait for Nagle's algorithm
+    // permessage-deflate (RFC 7692): accepted when enabled and built with duplex::deflate (off
+    // by default: a compressor costs up to ~300 KiB per connection with context takeover).
+    // What was agreed goes to connection.protocol.deflate: compressed messages received are
+    // inflated (bounded by max_message_size); messages are sent uncompressed for now.
+    protocol::deflate_server_options deflate{};
 };
 
 // What the application sees of an upgrade request or plain HTTP request.
@@ -271,6 +276,7 @@ private:
               strand(asio::make_strand(stream.get_executor())), timer(strand), hs([&] {
                   protocol::server_handshake::options o;
                   o.limits = owner->options.http;
+                  o.deflate = owner->options.deflate;
                   return o;
               }()),
               remote(Transport::remote_endpoint(stream)) {}
@@ -316,12 +322,12 @@ private:
 
         void on_bytes(std::size_t n) {
             const auto r = hs.feed(std::string_view(chunk.data(), n));
-            using st = protocol::server_handshake::state;
-            if (r.status == st::reading) return read();
+            using protocol::progress;
+            if (r.status == progress::need_more) return read();
             answering = true;
             leftover.assign(chunk.data() + r.consumed, n - r.consumed);
             request_info info{hs.request(), nullptr, remote};
-            if (r.status == st::request_ready) {
+            if (r.status == progress::done) {
                 info.upgrade = &hs.upgrade();
                 if (owner->handlers.on_upgrade_async) {
                     // Not answering yet: stop() may drop this handshake while it waits.
@@ -419,8 +425,16 @@ private:
             done = true;
             timer.cancel();
             --owner->handshaking;
-            auto c = std::make_shared<connection_type>(std::move(stream), protocol::role::server,
-                                                       owner->options.connection, leftover);
+            std::shared_ptr<connection_type> c;
+            if (hs.deflate()) {
+                connection_options agreed = owner->options.connection;
+                agreed.protocol.deflate = hs.deflate();
+                c = std::make_shared<connection_type>(std::move(stream), protocol::role::server,
+                                                      std::move(agreed), leftover);
+            } else {
+                c = std::make_shared<connection_type>(std::move(stream), protocol::role::server,
+                                                      owner->options.connection, leftover);
+            }
             c->data() = std::move(data);
             c->set_subprotocol(std::string(hs.subprotocol()));
             owner->untrack(this);

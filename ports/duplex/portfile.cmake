@@ -30,7 +30,7 @@ vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
         deflate DUPLEX_ENABLE_DEFLATE
 )
 # A feature whose component cannot be built fails the configuration with the reason, rather
-# than installing a package without it (deflate: duplex 0.1.0 has no permessage-deflate yet).
+# than installing a package without it (tls without OpenSSL, deflate without zlib).
 set(required_components "")
 foreach(feature IN ITEMS tls deflate)
     if(feature IN_LIST FEATURES)

@@ -86,7 +86,7 @@ inline bool is_token_text(std::string_view s) {
 }
 
 struct parse_outcome {
-    duplex::protocol::parse_status status = duplex::protocol::parse_status::need_more;
+    duplex::protocol::progress status = duplex::protocol::progress::need_more;
     std::size_t consumed = 0;
     std::error_code error;
     duplex::protocol::http_head head; // when done
@@ -98,7 +98,7 @@ struct parse_outcome {
 inline parse_outcome parse_head(duplex::protocol::http_parser::kind kind,
                                 duplex::protocol::http_limits limits, std::string_view input,
                                 const std::vector<std::size_t>& cuts) {
-    using duplex::protocol::parse_status;
+    using duplex::protocol::progress;
     duplex::protocol::http_parser parser(kind, limits);
     parse_outcome out;
     for (const auto piece : pieces(input, cuts)) {
@@ -110,11 +110,11 @@ inline parse_outcome parse_head(duplex::protocol::http_parser::kind kind,
         check(r.consumed <= piece.size(), "the parser took more than it was given");
         check(r.status == parser.status() && r.error == parser.error(), "result and state differ");
         out.consumed += r.consumed;
-        if (r.status == parse_status::need_more) {
+        if (r.status == progress::need_more) {
             check(r.consumed == piece.size() && !r.error, "need_more left bytes unread");
             continue;
         }
-        check((r.status == parse_status::failed) == static_cast<bool>(r.error),
+        check((r.status == progress::failed) == static_cast<bool>(r.error),
               "an error without failure, or failure without an error");
         const auto again = parser.feed(piece.substr(r.consumed));
         check(again.consumed == 0 && again.status == r.status && again.error == r.error,
@@ -123,7 +123,7 @@ inline parse_outcome parse_head(duplex::protocol::http_parser::kind kind,
     }
     out.status = parser.status();
     out.error = parser.error();
-    if (out.status == parse_status::done) out.head = parser.head();
+    if (out.status == progress::done) out.head = parser.head();
     return out;
 }
 

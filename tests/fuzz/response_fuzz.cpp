@@ -155,8 +155,7 @@ void check_request(const client_handshake& client, const client_options& o) {
     check(client.key() == sample_key, "the key is not the base64 of the nonce");
     server_handshake server;
     const auto r = server.feed(client.request());
-    check(r.status == server_handshake::state::request_ready &&
-              r.consumed == client.request().size(),
+    check(r.status == progress::done && r.consumed == client.request().size(),
           "our server refuses our client's request");
     const upgrade_request& up = server.upgrade();
     // Field values are read without surrounding white space (RFC 7230 3.2.4).
@@ -182,13 +181,13 @@ void check_request(const client_handshake& client, const client_options& o) {
     roomy.limits = {};
     client_handshake again(roomy, sample_nonce);
     const auto answer = again.feed(response);
-    check(answer.status == parse_status::done && answer.consumed == response.size() &&
+    check(answer.status == progress::done && answer.consumed == response.size() &&
               again.subprotocol() == accept.subprotocol,
           "our client refuses our server's 101");
 }
 
 struct outcome {
-    parse_status status;
+    progress status;
     std::size_t consumed;
     std::error_code error;
     std::string subprotocol;
@@ -198,21 +197,21 @@ struct outcome {
 outcome run(const client_options& o, std::string_view response,
             const std::vector<std::size_t>& cuts) {
     client_handshake client(o, sample_nonce);
-    outcome out{parse_status::need_more, 0, {}, {}, {}};
+    outcome out{progress::need_more, 0, {}, {}, {}};
     for (const auto piece : fuzz::pieces(response, cuts)) {
         const auto r = client.feed(piece);
         check(r.consumed <= piece.size() && r.status == client.status() &&
                   r.error == client.error(),
               "client_handshake::feed() broke its contract");
         out.consumed += r.consumed;
-        if (r.status != parse_status::need_more) break;
+        if (r.status != progress::need_more) break;
         check(r.consumed == piece.size(), "need_more left bytes unread");
     }
     out.status = client.status();
     out.error = client.error();
     out.subprotocol = std::string(client.subprotocol());
     out.extensions = client.extensions();
-    if (out.status != parse_status::need_more)
+    if (out.status != progress::need_more)
         check(client.feed("HTTP/1.1").consumed == 0, "a finished client took more input");
     return out;
 }
@@ -237,11 +236,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::error_code refused = reference_options_check(o);
     check(client.error() == refused, "options refused for another reason than documented");
     if (refused) {
-        check(client.status() == parse_status::failed && client.request().empty(),
+        check(client.status() == progress::failed && client.request().empty(),
               "refused options still produced a request");
         return 0;
     }
-    check(client.status() == parse_status::need_more, "a fresh client is not waiting");
+    check(client.status() == progress::need_more, "a fresh client is not waiting");
     check_request(client, o);
 
     const outcome whole = run(o, response, {});
@@ -252,14 +251,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     const auto head = fuzz::parse_head(http_parser::kind::response, o.limits, response, {});
     check(head.consumed == whole.consumed, "the client consumed other bytes than the head");
-    if (head.status == parse_status::need_more) {
-        check(whole.status == parse_status::need_more && !whole.error,
-              "finished before the head did");
+    if (head.status == progress::need_more) {
+        check(whole.status == progress::need_more && !whole.error, "finished before the head did");
         check(whole.consumed <= o.limits.max_head_size, "waiting past max_head_size");
         return 0;
     }
-    if (head.status == parse_status::failed) {
-        check(whole.status == parse_status::failed && whole.error == head.error,
+    if (head.status == progress::failed) {
+        check(whole.status == progress::failed && whole.error == head.error,
               "a head error other than the parser's");
         return 0;
     }
@@ -267,7 +265,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(head.head.status() >= 100 && head.head.status() <= 999, "a status not of 3 digits");
     const std::error_code expected = reference_response_check(head.head, o);
     check(whole.error == expected, "the response is judged differently than RFC 6455 4.1");
-    check((whole.status == parse_status::done) == !expected, "status and error disagree");
+    check((whole.status == progress::done) == !expected, "status and error disagree");
     if (expected) return 0;
 
     const auto protocol = head.head.field("Sec-WebSocket-Protocol");

@@ -233,8 +233,8 @@ private:
         frame_header h;
         const auto* bytes = reinterpret_cast<const unsigned char*>(pending_.data());
         const auto r = decode_frame_header(bytes, pending_.size(), h, options_.reserved_bits);
-        if (r.status == decode_status::need_more) return false;
-        if (r.status == decode_status::failed) {
+        if (r.status == progress::need_more) return false;
+        if (r.status == progress::failed) {
             fail(r.error, events);
             return true;
         }
@@ -600,7 +600,7 @@ std::vector<sent_frame> read_sent_frames(std::string_view bytes, role sender) {
         frame_header h;
         const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
         const auto r = decode_frame_header(data, bytes.size(), h);
-        check(r.status == decode_status::ok, "a frame we sent does not decode");
+        check(r.status == progress::done, "a frame we sent does not decode");
         unsigned char again[max_frame_header_size];
         check(encode_frame_header(h, again) == r.size && std::memcmp(again, data, r.size) == 0,
               "a frame header we sent is not minimal");

@@ -211,11 +211,10 @@ void check_request(const websocket_url& u) {
     options.target = u.target;
     const std::array<std::uint8_t, 16> nonce{};
     client_handshake client(options, nonce);
-    check(client.status() == parse_status::need_more, "our client cannot request this URL");
+    check(client.status() == progress::need_more, "our client cannot request this URL");
     server_handshake server;
     const auto r = server.feed(client.request());
-    check(r.status == server_handshake::state::request_ready,
-          "our server refuses a request for this URL");
+    check(r.status == progress::done, "our server refuses a request for this URL");
     const upgrade_request& up = server.upgrade();
     check(up.host == u.host_header() && up.target == u.target && up.path == u.path &&
               up.query == u.query,

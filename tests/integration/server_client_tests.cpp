@@ -368,6 +368,80 @@ TEST_CASE("Plain HTTP goes to on_http, without it a request gets 426 with Upgrad
     CHECK(missing.read_all().rfind("HTTP/1.1 404 ", 0) == 0);
 }
 
+TEST_CASE("RFC 7692 5: a server with deflate enabled agrees in its 101 and inflates what it "
+          "receives",
+          "[integration][deflate]") {
+#ifndef DUPLEX_ENABLE_DEFLATE
+    DUPLEX_SKIP("built without zlib (duplex::deflate)");
+#else
+    io_runner runner;
+    duplex::server_options options;
+    options.deflate.enabled = true;
+    tcp_server server(runner.io, options);
+    echo_messages(server);
+    listen_or_fail(server);
+    raw_peer raw(server.port());
+    std::string request = valid_upgrade;
+    request.insert(request.size() - 2,
+                   "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
+    // "Hello" compressed (RFC 7692 7.2.3.1) and a close, masked with an all-zero key.
+    const std::string hello = std::string("\xc1\x87\0\0\0\0\xf2\x48\xcd\xc9\xc9\x07\x00", 13);
+    const std::string close = std::string("\x88\x82\0\0\0\0\x03\xe8", 8);
+    raw.send(request + hello + close);
+    const std::string answer = raw.read_all();
+    CHECK(answer.rfind("HTTP/1.1 101 ", 0) == 0);
+    CHECK(answer.find("Sec-WebSocket-Extensions: permessage-deflate\r\n") != std::string::npos);
+    const std::size_t end = answer.find("\r\n\r\n");
+    REQUIRE(end != std::string::npos);
+    // The echo of the inflated message (sent uncompressed), then the close reply.
+    CHECK(answer.substr(end + 4, 7) == "\x81\x05Hello");
+    CHECK(raw.closed);
+
+    // A server that does not enable it answers no extension; the same bytes then fail (RSV1).
+    tcp_server plain(runner.io);
+    echo_messages(plain);
+    listen_or_fail(plain);
+    raw_peer refused(plain.port());
+    refused.send(request + hello);
+    const std::string no = refused.read_all();
+    CHECK(no.rfind("HTTP/1.1 101 ", 0) == 0);
+    CHECK(no.find("Sec-WebSocket-Extensions") == std::string::npos);
+    CHECK(no.find("\x03\xea"
+                  "frame uses reserved bits") != std::string::npos); // 1002
+#endif
+}
+
+TEST_CASE("RFC 7692 5: a client and a server with deflate enabled negotiate it and exchange "
+          "messages",
+          "[integration][deflate]") {
+#ifndef DUPLEX_ENABLE_DEFLATE
+    DUPLEX_SKIP("built without zlib (duplex::deflate)");
+#else
+    io_runner runner;
+    duplex::server_options options;
+    options.deflate.enabled = true;
+    tcp_server server(runner.io, options);
+    std::mutex m;
+    std::vector<std::string> offered;
+    server.handlers().on_upgrade = [&](const duplex::request_info& req, auto&) {
+        std::lock_guard<std::mutex> lock(m);
+        for (const auto& e : req.upgrade->extensions) offered.push_back(e.name);
+        return duplex::upgrade_decision::accept();
+    };
+    echo_messages(server);
+    listen_or_fail(server);
+    duplex::client_options copts;
+    copts.deflate.enabled = true;
+    auto c = connect(runner.io, url_for(server), copts);
+    const std::string text(5000, 'x');
+    get_within(c->async_send(opcode::text, text, asio::use_future));
+    const auto reply = get_within(c->async_read(asio::use_future));
+    CHECK(reply.data == text);
+    std::lock_guard<std::mutex> lock(m);
+    CHECK(offered == std::vector<std::string>{"permessage-deflate"});
+#endif
+}
+
 TEST_CASE("RFC 6455 4.2.1 and 4.4: malformed upgrades are refused with the right status",
           "[integration]") {
     io_runner runner;

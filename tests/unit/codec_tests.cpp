@@ -54,7 +54,7 @@ TEST_CASE("RFC 6455 5.7: single-frame unmasked text 'Hello' header is 81 05", "[
     frame_header d;
     const auto wire = bytes({0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f});
     const auto r = decode(wire, d);
-    REQUIRE(r.status == decode_status::ok);
+    REQUIRE(r.status == progress::done);
     CHECK(r.size == 2);
     CHECK(d.fin);
     CHECK(d.op == opcode::text);
@@ -66,7 +66,7 @@ TEST_CASE("RFC 6455 5.7: single-frame masked text 'Hello' decodes and unmasks", 
     auto wire = bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
     frame_header h;
     const auto r = decode(wire, h);
-    REQUIRE(r.status == decode_status::ok);
+    REQUIRE(r.status == progress::done);
     REQUIRE(r.size == 6);
     CHECK(h.masked);
     CHECK(h.mask == key_from_bytes(0x37, 0xfa, 0x21, 0x3d));
@@ -111,7 +111,7 @@ TEST_CASE("RFC 6455 5.7: 256-byte and 64 KiB binary frames use 16- and 64-bit le
     CHECK(encode(h) == bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0}));
 
     frame_header d;
-    REQUIRE(decode(bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0}), d).status == decode_status::ok);
+    REQUIRE(decode(bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0}), d).status == progress::done);
     CHECK(d.payload_size == 65536);
 }
 
@@ -128,7 +128,7 @@ TEST_CASE("RFC 6455 5.2: lengths round-trip at every encoding boundary", "[frame
             CHECK(wire.size() == encoded_header_size(size, masked));
             frame_header d;
             const auto r = decode(wire, d);
-            REQUIRE(r.status == decode_status::ok);
+            REQUIRE(r.status == progress::done);
             CHECK(r.size == wire.size());
             CHECK(d.payload_size == size);
             CHECK(d.masked == masked);
@@ -151,7 +151,7 @@ TEST_CASE("RFC 6455 5.2: a header cut at any byte asks for more, never reads pas
         std::vector<unsigned char> part(wire.begin(), wire.begin() + static_cast<long>(cut));
         frame_header d;
         const auto r = decode_frame_header(part.data(), part.size(), d);
-        CHECK(r.status == decode_status::need_more);
+        CHECK(r.status == progress::need_more);
         CHECK(r.size > cut);
         CHECK(r.size <= 14);
     }
@@ -160,21 +160,21 @@ TEST_CASE("RFC 6455 5.2: a header cut at any byte asks for more, never reads pas
 TEST_CASE("RFC 6455 5.2: a 16-bit length under 126 is not minimal and is refused", "[frame]") {
     frame_header d;
     const auto r = decode(bytes({0x82, 0x7E, 0x00, 0x7D}), d);
-    CHECK(r.status == decode_status::failed);
+    CHECK(r.status == progress::failed);
     CHECK(r.error == error::non_minimal_length);
 }
 
 TEST_CASE("RFC 6455 5.2: a 64-bit length under 65536 is not minimal and is refused", "[frame]") {
     frame_header d;
     const auto r = decode(bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}), d);
-    CHECK(r.status == decode_status::failed);
+    CHECK(r.status == progress::failed);
     CHECK(r.error == error::non_minimal_length);
 }
 
 TEST_CASE("RFC 6455 5.2: a 64-bit length with the most significant bit set is refused", "[frame]") {
     frame_header d;
     const auto r = decode(bytes({0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0}), d);
-    CHECK(r.status == decode_status::failed);
+    CHECK(r.status == progress::failed);
     CHECK(r.error == error::length_msb_set);
 }
 
@@ -182,7 +182,7 @@ TEST_CASE("RFC 6455 5.2: reserved opcodes 3-7 and B-F are refused", "[frame]") {
     for (int op : {3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF}) {
         frame_header d;
         const auto r = decode(bytes({0x80 | op, 0x00}), d);
-        CHECK(r.status == decode_status::failed);
+        CHECK(r.status == progress::failed);
         CHECK(r.error == error::reserved_opcode);
     }
 }
@@ -192,14 +192,14 @@ TEST_CASE("RFC 6455 5.2: RSV bits are refused unless an extension claims them", 
         frame_header d;
         const auto wire = bytes({0x81 | bit, 0x00});
         const auto r = decode(wire, d);
-        CHECK(r.status == decode_status::failed);
+        CHECK(r.status == progress::failed);
         CHECK(r.error == error::reserved_bits);
     }
     reserved_bits_allowed deflate;
     deflate.rsv1 = true;
     frame_header d;
     const auto r = decode(bytes({0xC1, 0x00}), d, deflate);
-    REQUIRE(r.status == decode_status::ok);
+    REQUIRE(r.status == progress::done);
     CHECK(d.rsv1);
     CHECK(decode(bytes({0xA1, 0x00}), d, deflate).error == error::reserved_bits);
 }
@@ -208,11 +208,11 @@ TEST_CASE("RFC 6455 5.5: a control frame with a 126-byte payload is refused", "[
     for (int op : {0x8, 0x9, 0xA}) {
         frame_header d;
         const auto r = decode(bytes({0x80 | op, 0x7E, 0x00, 0x7E}), d);
-        CHECK(r.status == decode_status::failed);
+        CHECK(r.status == progress::failed);
         CHECK(r.error == error::control_too_big);
     }
     frame_header d;
-    REQUIRE(decode(bytes({0x89, 0x7D}), d).status == decode_status::ok);
+    REQUIRE(decode(bytes({0x89, 0x7D}), d).status == progress::done);
     CHECK(d.payload_size == 125);
 }
 
@@ -220,7 +220,7 @@ TEST_CASE("RFC 6455 5.5: a fragmented control frame is refused", "[frame]") {
     for (int op : {0x8, 0x9, 0xA}) {
         frame_header d;
         const auto r = decode(bytes({op, 0x00}), d);
-        CHECK(r.status == decode_status::failed);
+        CHECK(r.status == progress::failed);
         CHECK(r.error == error::control_fragmented);
     }
 }

@@ -42,13 +42,9 @@ std::string head_of(const std::vector<std::string>& lines) {
     return out + "\r\n";
 }
 
-bool still_reading(const http_parser::result& r) { return r.status == parse_status::need_more; }
-bool still_reading(const client_handshake::result& r) {
-    return r.status == parse_status::need_more;
-}
-bool still_reading(const server_handshake::result& r) {
-    return r.status == server_handshake::state::reading;
-}
+bool still_reading(const http_parser::result& r) { return r.status == progress::need_more; }
+bool still_reading(const client_handshake::result& r) { return r.status == progress::need_more; }
+bool still_reading(const server_handshake::result& r) { return r.status == progress::need_more; }
 
 // Feeds `stream` whole, then split in two at every point, then one byte at a time, each
 // time to a fresh machine from make(), and checks that describe() of the machine and the
@@ -84,7 +80,7 @@ std::string feed_every_way(std::string_view stream, Make make, Describe describe
 std::string describe(const http_parser& p) {
     std::ostringstream s;
     s << static_cast<int>(p.status()) << ' ' << p.error().message();
-    if (p.status() == parse_status::done) {
+    if (p.status() == progress::done) {
         const http_head& h = p.head();
         s << '|' << h.method() << '|' << h.target() << '|' << h.version_major() << '.'
           << h.version_minor() << '|' << h.status() << '|' << h.reason();
@@ -173,7 +169,7 @@ std::string describe(server_handshake& s) {
     std::ostringstream o;
     o << static_cast<int>(s.status()) << ' ' << s.error().message() << ' ' << s.is_upgrade() << '\n'
       << s.refusal();
-    if (s.status() == server_handshake::state::request_ready) {
+    if (s.status() == progress::done) {
         const auto& u = s.upgrade();
         o << u.target << '|' << u.path << '|' << u.query << '|' << u.host << '|' << u.origin << '|'
           << u.key << '|';
@@ -201,7 +197,7 @@ std::string describe(const client_handshake& c) {
     std::ostringstream o;
     o << static_cast<int>(c.status()) << ' ' << c.error().message() << '|' << c.subprotocol() << '|'
       << format_extensions(c.extensions());
-    if (c.status() != parse_status::need_more) o << '|' << c.response().raw();
+    if (c.status() != progress::need_more) o << '|' << c.response().raw();
     return o.str();
 }
 
@@ -378,7 +374,7 @@ TEST_CASE("RFC 4648 3.3: a NUL byte inside base64 is rejected") {
 
 TEST_CASE("RFC 7230 3.1.1: a request line is method SP request-target SP HTTP-version") {
     const auto p = parse_request(sample_request);
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const http_head& h = p.head();
     CHECK(h.is_request());
     CHECK(h.method() == "GET");
@@ -390,7 +386,7 @@ TEST_CASE("RFC 7230 3.1.1: a request line is method SP request-target SP HTTP-ve
     CHECK(h.raw() == sample_request);
 
     const auto other = parse_request("OPTIONS * HTTP/1.0\r\n\r\n");
-    REQUIRE(other.status() == parse_status::done);
+    REQUIRE(other.status() == progress::done);
     CHECK(other.head().method() == "OPTIONS");
     CHECK(other.head().target() == "*");
     CHECK(other.head().version_minor() == 0);
@@ -425,7 +421,7 @@ TEST_CASE("RFC 7230 3.1.1: a NUL in the request line is refused") {
 
 TEST_CASE("RFC 7230 3.1.2: a status line is HTTP-version SP 3DIGIT SP reason-phrase") {
     const auto p = parse_response(sample_response);
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const http_head& h = p.head();
     CHECK_FALSE(h.is_request());
     CHECK(h.status() == 101);
@@ -435,19 +431,19 @@ TEST_CASE("RFC 7230 3.1.2: a status line is HTTP-version SP 3DIGIT SP reason-phr
 
     // The reason phrase may be empty, may contain obs-text.
     const auto empty_reason = parse_response("HTTP/1.1 404 \r\n\r\n");
-    REQUIRE(empty_reason.status() == parse_status::done);
+    REQUIRE(empty_reason.status() == progress::done);
     CHECK(empty_reason.head().status() == 404);
     CHECK(empty_reason.head().reason().empty());
 
     const auto latin = parse_response("HTTP/1.1 200 D\xe9j\xe0 vu\r\n\r\n");
-    REQUIRE(latin.status() == parse_status::done);
+    REQUIRE(latin.status() == progress::done);
     CHECK(latin.head().reason() == "D\xe9j\xe0 vu");
 }
 
 TEST_CASE("RFC 7230 3.1.2: a status line without SP reason is accepted as an empty reason") {
     // Documented leniency: some servers omit the reason and its separator.
     const auto p = parse_response("HTTP/1.1 101\r\n\r\n");
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     CHECK(p.head().status() == 101);
     CHECK(p.head().reason().empty());
 }
@@ -496,7 +492,7 @@ TEST_CASE("RFC 7230 3.2: header fields are token \":\" OWS value OWS") {
                                  "X-Obs-Text: caf\xc3\xa9\r\n"
                                  "!#$%&'*+-.^_`|~09az: token chars\r\n"
                                  "\r\n");
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const auto& f = p.head().fields();
     REQUIRE(f.size() == 7);
     CHECK(f[0].name == "Host");
@@ -549,7 +545,7 @@ TEST_CASE("RFC 7230 3.2.2: repeated header fields are kept in order") {
                                  "x-rep: 2\r\n"
                                  "X-REP: 3\r\n"
                                  "\r\n");
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const http_head& h = p.head();
     REQUIRE(h.fields().size() == 4);
     CHECK(h.fields()[0].value == "1");
@@ -570,7 +566,7 @@ TEST_CASE("RFC 7230 7: has_token reads comma lists across fields, ignoring case 
                                  "Upgrade: websocketx, xwebsocket, web socket\r\n"
                                  "X-Empty:\r\n"
                                  "\r\n");
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const http_head& h = p.head();
     CHECK(h.has_token("connection", "upgrade"));
     CHECK(h.has_token("Connection", "Keep-Alive"));
@@ -587,7 +583,7 @@ TEST_CASE("RFC 7230 7: has_token reads comma lists across fields, ignoring case 
 TEST_CASE("RFC 3986 3.3, 3.4: path, query and query parameters of the request target") {
     const auto p = parse_request("GET /chat/room%201?token=a%2Bb&flag&x=1&x=2&empty= "
                                  "HTTP/1.1\r\n\r\n");
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const http_head& h = p.head();
     CHECK(h.path() == "/chat/room%201");
     CHECK(h.query() == "token=a%2Bb&flag&x=1&x=2&empty=");
@@ -633,7 +629,7 @@ TEST_CASE("RFC 6265 5.4: cookie() reads name=value pairs of the Cookie header") 
                                  "Cookie: session=abc123; theme=dark;lang = en\r\n"
                                  "Cookie: quoted=\"q v\"; Session=other\r\n"
                                  "\r\n");
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     const http_head& h = p.head();
     CHECK(h.cookie("session") == std::optional<std::string_view>("abc123"));
     CHECK(h.cookie("theme") == std::optional<std::string_view>("dark"));
@@ -648,7 +644,7 @@ TEST_CASE("RFC 7230 3: bytes after the head are not consumed") {
     std::size_t consumed = 0;
     const std::string stream = sample_request + hello_frame;
     const auto p = parse(http_parser::kind::request, stream, {}, &consumed);
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     CHECK(consumed == sample_request.size());
     CHECK(stream.substr(consumed) == hello_frame);
     CHECK(p.head().raw() == sample_request);
@@ -657,30 +653,30 @@ TEST_CASE("RFC 7230 3: bytes after the head are not consumed") {
 TEST_CASE("RFC 7230 3: feeding after the head is complete consumes nothing") {
     http_parser p(http_parser::kind::request);
     auto r = p.feed(sample_request);
-    REQUIRE(r.status == parse_status::done);
+    REQUIRE(r.status == progress::done);
     r = p.feed(hello_frame);
-    CHECK(r.status == parse_status::done);
+    CHECK(r.status == progress::done);
     CHECK(r.consumed == 0);
 
     http_parser bad(http_parser::kind::request);
     r = bad.feed("GET / HTTP/1.1\n");
-    REQUIRE(r.status == parse_status::failed);
+    REQUIRE(r.status == progress::failed);
     r = bad.feed("\r\n\r\n");
-    CHECK(r.status == parse_status::failed);
+    CHECK(r.status == progress::failed);
     CHECK(r.consumed == 0);
     CHECK(r.error == error::bad_line_ending);
 }
 
 TEST_CASE("RFC 7230 3: reset() parses a second head with the same parser") {
     http_parser p(http_parser::kind::request);
-    REQUIRE(p.feed("GET / HTTP/1.1\nX").status == parse_status::failed);
+    REQUIRE(p.feed("GET / HTTP/1.1\nX").status == progress::failed);
     p.reset();
-    REQUIRE(p.feed(sample_request).status == parse_status::done);
+    REQUIRE(p.feed(sample_request).status == progress::done);
     CHECK(p.head().target() == "/chat");
     p.reset();
-    CHECK(p.status() == parse_status::need_more);
+    CHECK(p.status() == progress::need_more);
     CHECK(p.head().fields().empty());
-    REQUIRE(p.feed("GET /again HTTP/1.1\r\nA: b\r\n\r\n").status == parse_status::done);
+    REQUIRE(p.feed("GET /again HTTP/1.1\r\nA: b\r\n\r\n").status == progress::done);
     CHECK(p.head().target() == "/again");
     CHECK(p.head().fields().size() == 1);
 }
@@ -690,7 +686,7 @@ TEST_CASE("RFC 7230 3: a parsed head can be taken, copied and moved, views stay 
     http_head moved;
     {
         http_parser p(http_parser::kind::request);
-        REQUIRE(p.feed(sample_request).status == parse_status::done);
+        REQUIRE(p.feed(sample_request).status == progress::done);
         http_head taken = p.take_head();
         copy = taken; // copy assignment
         const http_head copy2(taken);
@@ -719,7 +715,7 @@ TEST_CASE("RFC 6455 10.4: a head of exactly max_head_size bytes is accepted, one
     head.insert(head.size() - 4, 64 - head.size(), 'p');
     REQUIRE(head.size() == 64);
     auto p = parse_request(head, limits);
-    CHECK(p.status() == parse_status::done);
+    CHECK(p.status() == progress::done);
 
     std::string over = head;
     over.insert(over.size() - 4, "p");
@@ -735,7 +731,7 @@ TEST_CASE("RFC 6455 10.4: a head that never ends is refused once it passes the l
     const std::string endless = "GET / HTTP/1.1\r\nX-Endless: " + std::string(1 << 20, 'x');
     http_parser p(http_parser::kind::request, limits);
     const auto r = p.feed(endless);
-    CHECK(r.status == parse_status::failed);
+    CHECK(r.status == progress::failed);
     CHECK(r.error == error::head_too_large);
     CHECK(r.consumed == 256);
     CHECK(p.head().raw().size() <= 256);
@@ -743,8 +739,8 @@ TEST_CASE("RFC 6455 10.4: a head that never ends is refused once it passes the l
     // The same, arriving in small pieces: refused at byte 257, nothing buffered beyond.
     http_parser q(http_parser::kind::request, limits);
     std::size_t total = 0;
-    http_parser::result last{parse_status::need_more, 0, {}};
-    for (std::size_t i = 0; i < endless.size() && last.status == parse_status::need_more; i += 7) {
+    http_parser::result last{progress::need_more, 0, {}};
+    for (std::size_t i = 0; i < endless.size() && last.status == progress::need_more; i += 7) {
         last = q.feed(std::string_view(endless).substr(i, 7));
         total += last.consumed;
     }
@@ -760,21 +756,21 @@ TEST_CASE("RFC 6455 10.4: a head that never ends is refused once it passes the l
 TEST_CASE("RFC 6455 10.4: exactly max_headers fields are accepted, one more refused") {
     std::string head = "GET / HTTP/1.1\r\n";
     for (int i = 0; i != 5; ++i) head += "X-" + std::to_string(i) + ": v\r\n";
-    CHECK(parse_request(head + "\r\n", {8192, 5}).status() == parse_status::done);
+    CHECK(parse_request(head + "\r\n", {8192, 5}).status() == progress::done);
     const auto p = parse_request(head + "X-5: v\r\n\r\n", {8192, 5});
     CHECK(p.error() == error::too_many_headers);
     CHECK(p.error() == duplex::condition::too_big);
     CHECK(parse_request(head + "\r\n", {8192, 0}).error() == error::too_many_headers);
-    CHECK(parse_request("GET / HTTP/1.1\r\n\r\n", {8192, 0}).status() == parse_status::done);
+    CHECK(parse_request("GET / HTTP/1.1\r\n\r\n", {8192, 0}).status() == progress::done);
 }
 
 TEST_CASE("RFC 7230 3: the default limits accept a head of 8192 bytes fed byte by byte") {
     std::string head = "GET / HTTP/1.1\r\nX-Pad: \r\n\r\n";
     head.insert(head.size() - 4, 8192 - head.size(), 'p');
     http_parser p(http_parser::kind::request);
-    http_parser::result r{parse_status::need_more, 0, {}};
+    http_parser::result r{progress::need_more, 0, {}};
     for (std::size_t i = 0; i < head.size(); ++i) r = p.feed(std::string_view(head).substr(i, 1));
-    CHECK(r.status == parse_status::done);
+    CHECK(r.status == progress::done);
     head.insert(20, "p");
     http_parser q(http_parser::kind::request);
     CHECK(q.feed(head).error == error::head_too_large);
@@ -787,9 +783,9 @@ TEST_CASE("RFC 6455 10.4: parsing is linear: a 4 MiB head fed one byte at a time
     while (head.size() < (4u << 20)) head += line;
     head += "\r\n";
     http_parser p(http_parser::kind::request, {head.size(), head.size()});
-    http_parser::result r{parse_status::need_more, 0, {}};
+    http_parser::result r{progress::need_more, 0, {}};
     for (std::size_t i = 0; i < head.size(); ++i) r = p.feed(std::string_view(head).substr(i, 1));
-    REQUIRE(r.status == parse_status::done);
+    REQUIRE(r.status == progress::done);
     CHECK(p.head().fields().size() == (head.size() - 18) / line.size());
     CHECK(p.head().has_token("x-field", std::string(100, 'v')));
 }
@@ -807,7 +803,7 @@ TEST_CASE("RFC 7230 3.1: writers produce request, status and header lines") {
     write_head_end(out);
     CHECK(out == "GET /chat?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Empty: \r\nX-Tab: a\tb\r\n\r\n");
     const auto p = parse_request(out);
-    CHECK(p.status() == parse_status::done);
+    CHECK(p.status() == progress::done);
 
     out.clear();
     CHECK(write_status_line(out, 101, reason_phrase(101)));
@@ -990,7 +986,7 @@ TEST_CASE("RFC 6455 1.3: the sample request is validated and answered byte for b
                                                                 : std::string();
     };
     auto s = serve(sample_request, opts);
-    REQUIRE(s.status() == server_handshake::state::request_ready);
+    REQUIRE(s.status() == progress::done);
     CHECK_FALSE(s.error());
     CHECK(s.is_upgrade());
     const upgrade_request& u = s.upgrade();
@@ -1005,14 +1001,14 @@ TEST_CASE("RFC 6455 1.3: the sample request is validated and answered byte for b
     CHECK(s.request().field("Sec-WebSocket-Version") == std::optional<std::string_view>("13"));
 
     CHECK(s.accept() == sample_response);
-    CHECK(s.status() == server_handshake::state::done);
+    CHECK(s.accepted());
     CHECK(s.subprotocol() == "chat");
     CHECK(s.accept().empty()); // only once
 }
 
 TEST_CASE("RFC 6455 4.2.1: the upgrade views stay valid when the handshake is moved") {
     auto first = serve(sample_request);
-    REQUIRE(first.status() == server_handshake::state::request_ready);
+    REQUIRE(first.status() == progress::done);
     std::vector<server_handshake> many;
     many.push_back(std::move(first));
     for (int i = 0; i != 8; ++i) many.push_back(serve(sample_request)); // reallocations
@@ -1028,7 +1024,7 @@ TEST_CASE("RFC 6455 4.2.1: the upgrade views stay valid when the handshake is mo
 
 TEST_CASE("RFC 6455 4.2.1: validate_upgrade_request fills upgrade_request from a head") {
     const auto p = parse_request(sample_with("GET", "GET /chat?room=1 HTTP/1.1"));
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     upgrade_request u;
     REQUIRE_FALSE(validate_upgrade_request(p.head(), u));
     CHECK(u.path == "/chat");
@@ -1040,7 +1036,7 @@ TEST_CASE("RFC 6455 4.2.1 item 1: the method must be GET, else 405 with Allow: G
     for (const char* line : {"POST /chat HTTP/1.1", "get /chat HTTP/1.1", "HEAD /chat HTTP/1.1"}) {
         INFO(line);
         const auto s = serve(sample_with("GET", line));
-        CHECK(s.status() == server_handshake::state::failed);
+        CHECK(s.status() == progress::failed);
         CHECK(s.error() == error::bad_method);
         CHECK(s.refusal().substr(0, 36) == "HTTP/1.1 405 Method Not Allowed\r\nAll");
         CHECK(s.refusal().find("\r\nAllow: GET\r\n") != std::string::npos);
@@ -1134,7 +1130,7 @@ TEST_CASE("RFC 6455 4.2.1 item 6: a version-less old-draft request gets 426, not
 
 TEST_CASE("RFC 6455 4.2.1 item 7: the Origin is reported, and empty when absent") {
     const auto without = serve(sample_with("Origin", ""));
-    REQUIRE(without.status() == server_handshake::state::request_ready);
+    REQUIRE(without.status() == progress::done);
     CHECK(without.upgrade().origin.empty());
     // Two Origin fields: refused, so an application cannot check a different one than a
     // proxy did.
@@ -1146,10 +1142,10 @@ TEST_CASE("RFC 6455 4.2.1 item 8: subprotocols are offered in order, non-tokens 
     const auto s =
         serve(sample_with("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: v2.chat, , \"bad\"\r\n"
                                                     "Sec-WebSocket-Protocol: Chat, v1.chat"));
-    REQUIRE(s.status() == server_handshake::state::request_ready);
+    REQUIRE(s.status() == progress::done);
     CHECK(s.upgrade().subprotocols == std::vector<std::string_view>{"v2.chat", "Chat", "v1.chat"});
     const auto none = serve(sample_with("Sec-WebSocket-Protocol", ""));
-    REQUIRE(none.status() == server_handshake::state::request_ready);
+    REQUIRE(none.status() == progress::done);
     CHECK(none.upgrade().subprotocols.empty());
 }
 
@@ -1158,7 +1154,7 @@ TEST_CASE("RFC 6455 4.2.1 item 9: Sec-WebSocket-Extensions fields are combined a
                                      "Sec-WebSocket-Extensions: permessage-deflate; "
                                      "client_max_window_bits\r\n"
                                      "Sec-WebSocket-Extensions: x-custom; a=\"1\""));
-    REQUIRE(s.status() == server_handshake::state::request_ready);
+    REQUIRE(s.status() == progress::done);
     CHECK(format_extensions(s.upgrade().extensions) ==
           "permessage-deflate; client_max_window_bits, x-custom; a=1");
     CHECK(server_error(sample_with("Sec-WebSocket-Extensions",
@@ -1177,7 +1173,7 @@ TEST_CASE("RFC 6455 4.2.1: is_upgrade_request tells a plain HTTP request from an
 
 TEST_CASE("RFC 6455 4.2.1: a plain HTTP request fails as not-an-upgrade and can be answered") {
     auto s = serve("GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
-    CHECK(s.status() == server_handshake::state::failed);
+    CHECK(s.status() == progress::failed);
     CHECK(s.error() == error::missing_upgrade);
     CHECK_FALSE(s.is_upgrade());
     CHECK(s.has_request());
@@ -1204,12 +1200,12 @@ TEST_CASE("RFC 6455 4.2.2: bytes after the request head are left for the frame l
     std::size_t consumed = 0;
     const std::string stream = sample_request + hello_frame;
     auto s = serve(stream, {}, &consumed);
-    REQUIRE(s.status() == server_handshake::state::request_ready);
+    REQUIRE(s.status() == progress::done);
     CHECK(consumed == sample_request.size());
     CHECK(stream.substr(consumed) == hello_frame);
     const auto again = s.feed(hello_frame);
     CHECK(again.consumed == 0);
-    CHECK(again.status == server_handshake::state::request_ready);
+    CHECK(again.status == progress::done);
 }
 
 TEST_CASE("RFC 6455 4.2.2: a malformed or oversized request head gets 400 or 431") {
@@ -1276,14 +1272,14 @@ TEST_CASE("RFC 7230 3.3.2: write_refusal frames its body and closes the connecti
     CHECK(write_refusal(informational).substr(0, 13) == "HTTP/1.1 500 ");
     // Whatever the headers, the result is one well-formed response head.
     const auto p = parse_response(write_refusal(r));
-    REQUIRE(p.status() == parse_status::done);
+    REQUIRE(p.status() == progress::done);
     CHECK(p.head().count("Set-Cookie") == 0);
     CHECK(p.head().count("Content-Length") == 1);
 }
 
 TEST_CASE("RFC 6455 4.2.2: the application can refuse an upgrade with its own answer") {
     auto s = serve(sample_request);
-    REQUIRE(s.status() == server_handshake::state::request_ready);
+    REQUIRE(s.status() == progress::done);
     refusal r;
     r.status = 401;
     r.body = "who are you?";
@@ -1296,14 +1292,14 @@ TEST_CASE("RFC 6455 4.2.2: the application can refuse an upgrade with its own an
                  "Connection: close\r\n"
                  "\r\n"
                  "who are you?");
-    CHECK(s.status() == server_handshake::state::failed);
+    CHECK(s.status() == progress::failed);
     CHECK(s.error() == error::handshake_refused);
     CHECK(s.refusal() == out);
     CHECK(s.accept().empty());
 
     server_handshake reading;
     CHECK(reading.reject(r).empty()); // nothing to answer yet
-    CHECK(reading.status() == server_handshake::state::reading);
+    CHECK(reading.status() == progress::need_more);
 }
 
 TEST_CASE("RFC 6455 4.2.2 item 5: the server only sends a subprotocol the client offered") {
@@ -1339,8 +1335,7 @@ TEST_CASE("RFC 6455 4.2.2 item 5: the server only sends a subprotocol the client
             return std::string("chat");
         };
         server_handshake s(opts);
-        REQUIRE(s.feed(sample_with("Sec-WebSocket-Protocol", "")).status ==
-                server_handshake::state::request_ready);
+        REQUIRE(s.feed(sample_with("Sec-WebSocket-Protocol", "")).status == progress::done);
         CHECK(s.accept().find("Sec-WebSocket-Protocol") == std::string::npos);
         CHECK_FALSE(asked);
     }
@@ -1394,7 +1389,7 @@ TEST_CASE("RFC 6455 1.3: the client writes the sample request byte for byte") {
     CHECK(c.key() == "dGhlIHNhbXBsZSBub25jZQ==");
     CHECK(c.request() == sample_request);
     CHECK_FALSE(c.error());
-    CHECK(c.status() == parse_status::need_more);
+    CHECK(c.status() == progress::need_more);
 }
 
 TEST_CASE("RFC 6455 4.1: the client request offers extensions and carries extra headers") {
@@ -1416,7 +1411,7 @@ TEST_CASE("RFC 6455 4.1: the client request offers extensions and carries extra 
                          "\r\n");
     // And our own server accepts it.
     const auto s = serve(c.request());
-    CHECK(s.status() == server_handshake::state::request_ready);
+    CHECK(s.status() == progress::done);
     CHECK(s.upgrade().query == "token=abc");
 }
 
@@ -1437,10 +1432,10 @@ TEST_CASE("RFC 6455 4.1: client options that would break or inject into the requ
     const auto check = [](const client_options& o, error expected) {
         const client_handshake c(o, sample_nonce());
         CHECK(c.error() == expected);
-        CHECK(c.status() == parse_status::failed);
+        CHECK(c.status() == progress::failed);
         CHECK(c.request().empty());
         client_handshake copy = c;
-        CHECK(copy.feed(sample_response).status == parse_status::failed);
+        CHECK(copy.feed(sample_response).status == progress::failed);
     };
     auto o = sample_client_options();
     SECTION("target") {
@@ -1501,7 +1496,7 @@ TEST_CASE("RFC 6455 4.1: the client accepts the sample response, frames after it
     std::size_t consumed = 0;
     const std::string stream = sample_response + std::string("\x81\x05Hello", 7);
     const auto c = connect(stream, sample_client_options(), &consumed);
-    CHECK(c.status() == parse_status::done);
+    CHECK(c.status() == progress::done);
     CHECK_FALSE(c.error());
     CHECK(c.subprotocol() == "chat");
     CHECK(c.extensions().empty());
@@ -1510,9 +1505,9 @@ TEST_CASE("RFC 6455 4.1: the client accepts the sample response, frames after it
     CHECK(c.response().status() == 101);
 
     client_handshake again(sample_client_options(), sample_nonce());
-    REQUIRE(again.feed(sample_response).status == parse_status::done);
+    REQUIRE(again.feed(sample_response).status == progress::done);
     const auto r = again.feed("more");
-    CHECK(r.status == parse_status::done);
+    CHECK(r.status == progress::done);
     CHECK(r.consumed == 0);
 }
 
@@ -1523,7 +1518,7 @@ TEST_CASE("RFC 6455 4.1 item 1: a status other than 101 fails with bad_status, h
                                  "\r\n";
     std::size_t consumed = 0;
     const auto c = connect(response + "nope!", sample_client_options(), &consumed);
-    CHECK(c.status() == parse_status::failed);
+    CHECK(c.status() == progress::failed);
     CHECK(c.error() == error::bad_status);
     CHECK(c.response().status() == 401);
     CHECK(c.response().field("WWW-Authenticate") == std::optional<std::string_view>("Bearer"));
@@ -1583,7 +1578,7 @@ TEST_CASE("RFC 6455 4.1 item 5: every accepted extension must have been offered"
                                           "server_max_window_bits=10",
                                           "Sec-WebSocket-Extensions: x-two"}),
                            o);
-    REQUIRE(c.status() == parse_status::done);
+    REQUIRE(c.status() == progress::done);
     REQUIRE(c.extensions().size() == 2);
     CHECK(c.extensions()[0].name == "permessage-deflate");
     CHECK(c.extensions()[0].params.at(0).value == std::optional<std::string>("10"));
@@ -1607,7 +1602,7 @@ TEST_CASE("RFC 6455 4.1 item 6: the subprotocol must be one we offered") {
     CHECK(client_error(response_with({"Sec-WebSocket-Protocol: chat"}), none) ==
           error::unexpected_subprotocol);
     const auto c = connect(response_with({}));
-    CHECK(c.status() == parse_status::done);
+    CHECK(c.status() == progress::done);
     CHECK(c.subprotocol().empty()); // the server may choose none
     CHECK(connect(response_with({"Sec-WebSocket-Protocol: superchat"})).subprotocol() ==
           "superchat");
@@ -1649,7 +1644,7 @@ TEST_CASE("RFC 6455 4: client and server complete a handshake with negotiation")
     };
     std::size_t consumed = 0;
     auto server = serve(client.request() + hello_frame, so, &consumed);
-    REQUIRE(server.status() == server_handshake::state::request_ready);
+    REQUIRE(server.status() == progress::done);
     CHECK(consumed == client.request().size());
     const auto& u = server.upgrade();
     CHECK(u.path == "/rooms/lobby");
@@ -1667,7 +1662,7 @@ TEST_CASE("RFC 6455 4: client and server complete a handshake with negotiation")
     CHECK(server.subprotocol() == "v1.json");
 
     const auto r = client.feed(response + "\x81\x02hi");
-    REQUIRE(r.status == parse_status::done);
+    REQUIRE(r.status == progress::done);
     CHECK(r.consumed == response.size());
     CHECK_FALSE(client.error());
     CHECK(client.subprotocol() == "v1.json");
@@ -1683,9 +1678,9 @@ TEST_CASE("RFC 6455 4: the round trip works fed at every split point on both sid
         return std::string("superchat");
     };
     auto server = serve(client.request(), so);
-    REQUIRE(server.status() == server_handshake::state::request_ready);
+    REQUIRE(server.status() == progress::done);
     const std::string response = server.accept();
     const auto c = connect(response);
-    CHECK(c.status() == parse_status::done);
+    CHECK(c.status() == progress::done);
     CHECK(c.subprotocol() == "superchat");
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "../error.hpp"
+#include "progress.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -82,11 +83,9 @@ inline std::size_t encode_frame_header(const frame_header& h, unsigned char* out
     return n;
 }
 
-enum class decode_status { ok, need_more, failed };
-
 struct decode_result {
-    decode_status status;
-    std::size_t size;      // ok: header bytes; need_more: total bytes needed so far
+    progress status;
+    std::size_t size;      // done: header bytes; need_more: total bytes needed so far
     std::error_code error; // failed: why
 };
 
@@ -103,7 +102,7 @@ struct reserved_bits_allowed {
 inline decode_result decode_frame_header(const unsigned char* data, std::size_t size,
                                          frame_header& h,
                                          reserved_bits_allowed allowed = {}) noexcept {
-    if (size < 2) return {decode_status::need_more, 2, {}};
+    if (size < 2) return {progress::need_more, 2, {}};
     const unsigned b0 = data[0];
     const unsigned b1 = data[1];
     h.fin = (b0 & 0x80U) != 0;
@@ -115,36 +114,36 @@ inline decode_result decode_frame_header(const unsigned char* data, std::size_t 
     const unsigned short_length = b1 & 0x7FU;
 
     if ((h.rsv1 && !allowed.rsv1) || (h.rsv2 && !allowed.rsv2) || (h.rsv3 && !allowed.rsv3))
-        return {decode_status::failed, 0, error::reserved_bits};
-    if (!is_known_opcode(op)) return {decode_status::failed, 0, error::reserved_opcode};
+        return {progress::failed, 0, error::reserved_bits};
+    if (!is_known_opcode(op)) return {progress::failed, 0, error::reserved_opcode};
     h.op = static_cast<opcode>(op);
     if (is_control(h.op)) {
-        if (!h.fin) return {decode_status::failed, 0, error::control_fragmented};
+        if (!h.fin) return {progress::failed, 0, error::control_fragmented};
         if (short_length > max_control_payload)
-            return {decode_status::failed, 0, error::control_too_big};
+            return {progress::failed, 0, error::control_too_big};
     }
 
     const std::size_t length_bytes = short_length == 126 ? 2 : short_length == 127 ? 8 : 0;
     const std::size_t needed = 2 + length_bytes + (h.masked ? 4 : 0);
-    if (size < needed) return {decode_status::need_more, needed, {}};
+    if (size < needed) return {progress::need_more, needed, {}};
 
     if (length_bytes == 0) {
         h.payload_size = short_length;
     } else if (length_bytes == 2) {
         h.payload_size = (std::uint64_t{data[2]} << 8) | data[3];
-        if (h.payload_size < 126) return {decode_status::failed, 0, error::non_minimal_length};
+        if (h.payload_size < 126) return {progress::failed, 0, error::non_minimal_length};
     } else {
         std::uint64_t v = 0;
         for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | data[2 + i];
-        if ((v >> 63) != 0) return {decode_status::failed, 0, error::length_msb_set};
-        if (v <= 0xFFFF) return {decode_status::failed, 0, error::non_minimal_length};
+        if ((v >> 63) != 0) return {progress::failed, 0, error::length_msb_set};
+        if (v <= 0xFFFF) return {progress::failed, 0, error::non_minimal_length};
         h.payload_size = v;
     }
     if (h.masked)
         std::memcpy(&h.mask, data + 2 + length_bytes, 4);
     else
         h.mask = 0;
-    return {decode_status::ok, needed, {}};
+    return {progress::done, needed, {}};
 }
 
 } // namespace duplex::protocol

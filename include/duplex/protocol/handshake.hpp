@@ -5,14 +5,16 @@
 // 101 response or a refusal; client_handshake produces the request and checks the
 // response. Neither reads a socket, a clock or a random source: the client's nonce is a
 // parameter. Both stop right after the head, so bytes that follow it (the first frames)
-// stay with the caller. Also here: Sec-WebSocket-Accept, and the
-// Sec-WebSocket-Extensions grammar (RFC 6455 section 9.1) that extension negotiation
-// builds on.
+// stay with the caller. Also here: Sec-WebSocket-Accept. permessage-deflate (RFC 7692)
+// is negotiated here when the options enable it (permessage_deflate.hpp has the rules).
 #pragma once
 
 #include "duplex/error.hpp"
 #include "duplex/protocol/base64.hpp"
+#include "duplex/protocol/extensions.hpp"
 #include "duplex/protocol/http.hpp"
+#include "duplex/protocol/permessage_deflate.hpp"
+#include "duplex/protocol/progress.hpp"
 #include "duplex/protocol/sha1.hpp"
 
 #include <algorithm>
@@ -33,11 +35,6 @@ namespace duplex::protocol {
 // RFC 6455 section 1.3.
 inline constexpr std::string_view websocket_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-// Bounds on a parsed Sec-WebSocket-Extensions list (all header fields together), so a
-// peer cannot make us allocate per comma or semicolon it sends.
-inline constexpr std::size_t max_extensions = 32;
-inline constexpr std::size_t max_extension_params = 32;
-
 // base64(SHA-1(key + GUID)), RFC 6455 section 4.2.2 item 5.
 inline std::string accept_key(std::string_view sec_websocket_key) {
     sha1_hasher h;
@@ -48,49 +45,7 @@ inline std::string accept_key(std::string_view sec_websocket_key) {
         std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
-// --- Sec-WebSocket-Extensions (RFC 6455 section 9.1) -------------------------------------
-
-struct extension_param {
-    std::string name;
-    std::optional<std::string> value; // unescaped when it was a quoted-string
-};
-
-struct extension {
-    std::string name;
-    std::vector<extension_param> params;
-};
-
 namespace detail {
-
-inline std::size_t skip_ows(std::string_view s, std::size_t i) noexcept {
-    while (i < s.size() && is_ows(s[i])) ++i;
-    return i;
-}
-
-inline std::string_view scan_token(std::string_view s, std::size_t& i) noexcept {
-    const std::size_t begin = i;
-    while (i < s.size() && is_tchar(s[i])) ++i;
-    return s.substr(begin, i - begin);
-}
-
-// quoted-string (RFC 7230 section 3.2.6), `i` at the opening quote; appends the unescaped
-// content to `out`.
-inline bool scan_quoted_string(std::string_view s, std::size_t& i, std::string& out) {
-    ++i;
-    while (i < s.size()) {
-        const char c = s[i++];
-        if (c == '"') return true;
-        if (c == '\\') {
-            if (i == s.size() || !is_field_char(s[i])) return false;
-            out += s[i++];
-        } else if (is_field_char(c)) {
-            out += c;
-        } else {
-            return false;
-        }
-    }
-    return false; // unterminated
-}
 
 inline bool is_one_of(std::string_view name, std::initializer_list<std::string_view> names) {
     for (const auto n : names) {
@@ -100,75 +55,6 @@ inline bool is_one_of(std::string_view name, std::initializer_list<std::string_v
 }
 
 } // namespace detail
-
-// Parses one Sec-WebSocket-Extensions value and appends its extensions to `out`; call it
-// once per header field to combine several fields (RFC 7230 section 3.2.2). Empty list
-// elements are skipped (RFC 7230 section 7), so an empty value adds nothing. A quoted
-// parameter value must unescape to a token (RFC 6455 section 9.1). On error `out` is left
-// as it was. Fails past max_extensions in `out` or max_extension_params in one extension.
-inline std::error_code parse_extensions(std::string_view value, std::vector<extension>& out) {
-    const std::size_t original = out.size();
-    auto fail = [&] {
-        out.erase(out.begin() + static_cast<std::ptrdiff_t>(original), out.end());
-        return make_error_code(duplex::error::bad_extension_header);
-    };
-    std::size_t i = 0;
-    while (true) {
-        i = detail::skip_ows(value, i);
-        if (i == value.size()) break;
-        if (value[i] == ',') {
-            ++i;
-            continue;
-        }
-        const std::string_view name = detail::scan_token(value, i);
-        if (name.empty() || out.size() >= max_extensions) return fail();
-        out.push_back({std::string(name), {}});
-        auto& params = out.back().params;
-        i = detail::skip_ows(value, i);
-        while (i < value.size() && value[i] == ';') {
-            i = detail::skip_ows(value, i + 1);
-            const std::string_view pname = detail::scan_token(value, i);
-            if (pname.empty() || params.size() >= max_extension_params) return fail();
-            extension_param p{std::string(pname), std::nullopt};
-            i = detail::skip_ows(value, i);
-            if (i < value.size() && value[i] == '=') {
-                i = detail::skip_ows(value, i + 1);
-                std::string v;
-                if (i < value.size() && value[i] == '"') {
-                    if (!detail::scan_quoted_string(value, i, v) || !is_token(v)) return fail();
-                } else {
-                    v = std::string(detail::scan_token(value, i));
-                    if (v.empty()) return fail();
-                }
-                p.value = std::move(v);
-                i = detail::skip_ows(value, i);
-            }
-            params.push_back(std::move(p));
-        }
-        if (i == value.size()) break;
-        if (value[i] != ',') return fail();
-        ++i;
-    }
-    return {};
-}
-
-// Writes extensions as a header value: "name; param; param=value, name2". Names and values
-// that are not tokens cannot be written validly (RFC 6455 section 9.1); such extensions and
-// parameters are left out.
-inline std::string format_extensions(const std::vector<extension>& extensions) {
-    std::string out;
-    for (const auto& e : extensions) {
-        if (!is_token(e.name)) continue;
-        if (!out.empty()) out += ", ";
-        out += e.name;
-        for (const auto& p : e.params) {
-            if (!is_token(p.name) || (p.value && !is_token(*p.value))) continue;
-            out.append("; ").append(p.name);
-            if (p.value) out.append("=").append(*p.value);
-        }
-    }
-    return out;
-}
 
 // --- Server side (RFC 6455 section 4.2) -----------------------------------------------
 
@@ -345,10 +231,10 @@ inline std::string write_refusal(const refusal& r) {
     return out;
 }
 
-// Server side of one handshake. feed() the bytes read from the connection until the state
-// leaves `reading`; then either accept() or reject() (request_ready), or send refusal()
-// and close (failed). Bytes after the request head are not consumed. Views into the
-// request stay valid while this object lives (also across moves); it cannot be copied.
+// Server side of one handshake. feed() the bytes read from the connection until the status
+// is no longer need_more; then either accept() or reject() (done: a valid upgrade request),
+// or send refusal() and close (failed). Bytes after the request head are not consumed. Views into
+// the request stay valid while this object lives (also across moves); it cannot be copied.
 class server_handshake {
 public:
     struct options {
@@ -356,12 +242,13 @@ public:
         // Called by accept() when the offer is not empty and accept_options names no
         // subprotocol; returns the chosen one, or "" for none.
         std::function<std::string(const std::vector<std::string_view>& offered)> select_subprotocol;
+        // permessage-deflate: when enabled (and the build has zlib), accept() answers the
+        // first acceptable offer and deflate() tells what was agreed.
+        deflate_server_options deflate;
     };
 
-    enum class state { reading, request_ready, failed, done };
-
     struct result {
-        state status;
+        progress status;
         std::size_t consumed;
         std::error_code error;
     };
@@ -376,26 +263,28 @@ public:
     ~server_handshake() = default;
 
     result feed(std::string_view data) {
-        if (state_ != state::reading) return {state_, 0, error_};
+        if (status_ != progress::need_more) return {status_, 0, error_};
         const auto r = parser_.feed(data);
-        if (r.status == parse_status::need_more) return {state_, r.consumed, {}};
-        if (r.status == parse_status::failed) {
+        if (r.status == progress::need_more) return {status_, r.consumed, {}};
+        if (r.status == progress::failed) {
             fail(r.error);
-            return {state_, r.consumed, error_};
+            return {status_, r.consumed, error_};
         }
         have_request_ = true;
         if (const auto ec = validate_upgrade_request(parser_.head(), upgrade_)) {
             fail(ec);
-            return {state_, r.consumed, error_};
+            return {status_, r.consumed, error_};
         }
-        state_ = state::request_ready;
-        return {state_, r.consumed, {}};
+        status_ = progress::done;
+        return {status_, r.consumed, {}};
     }
 
-    state status() const noexcept { return state_; }
+    progress status() const noexcept { return status_; }
+    // Whether accept() sent the 101 (the status stays done).
+    bool accepted() const noexcept { return accepted_; }
     std::error_code error() const noexcept { return error_; }
 
-    // The request head; complete once the state left `reading`, unless the head itself
+    // The request head; complete once the status left need_more, unless the head itself
     // was malformed (has_request() is false then).
     const http_head& request() const noexcept { return parser_.head(); }
     bool has_request() const noexcept { return have_request_; }
@@ -404,10 +293,10 @@ public:
     // caller may answer it as plain HTTP (with reject()) instead of sending refusal().
     bool is_upgrade() const { return have_request_ && is_upgrade_request(parser_.head()); }
 
-    // The 101 response; the state becomes done and subprotocol() tells what was chosen.
-    // Returns "" unless the state is request_ready.
+    // The 101 response; accepted() becomes true and subprotocol() tells what was chosen.
+    // Returns "" unless the status is done and nothing was answered yet.
     std::string accept(accept_options opts = {}) {
-        if (state_ != state::request_ready) return {};
+        if (status_ != progress::done || accepted_) return {};
         if (opts.subprotocol.empty() && options_.select_subprotocol &&
             !upgrade_.subprotocols.empty()) {
             opts.subprotocol = options_.select_subprotocol(upgrade_.subprotocols);
@@ -415,31 +304,42 @@ public:
         for (const auto offered : upgrade_.subprotocols) {
             if (offered == opts.subprotocol) subprotocol_ = offered;
         }
-        state_ = state::done;
+        if (auto agreed = negotiate_deflate(upgrade_.extensions, options_.deflate)) {
+            // Ours first; an application's own extensions (never permessage-deflate when
+            // deflate is enabled) follow.
+            std::string value = format_extensions({agreed->response});
+            if (!opts.extensions.empty()) value.append(", ").append(opts.extensions);
+            opts.extensions = std::move(value);
+            deflate_ = agreed->params;
+        }
+        accepted_ = true;
         return write_accept_response(upgrade_, opts);
     }
 
     // The subprotocol accept() sent, or "".
     std::string_view subprotocol() const noexcept { return subprotocol_; }
+    // The permessage-deflate parameters accept() agreed to, or nullopt: give them to the
+    // session (session_options::deflate).
+    const std::optional<deflate_params>& deflate() const noexcept { return deflate_; }
 
     // An answer chosen by the application instead of the upgrade (401 to ask for
-    // credentials, 403, a redirect, or any answer to a plain HTTP request). The state
+    // credentials, 403, a redirect, or any answer to a plain HTTP request). The status
     // becomes failed; error() is handshake_refused unless it already held a reason.
     // Returns "" when there is nothing to answer (still reading, or already accepted).
     std::string reject(const protocol::refusal& r) {
-        if (state_ == state::reading || state_ == state::done) return {};
+        if (status_ == progress::need_more || accepted_) return {};
         if (!error_) error_ = duplex::error::handshake_refused;
-        state_ = state::failed;
+        status_ = progress::failed;
         refusal_ = write_refusal(r);
         return refusal_;
     }
 
     // The bytes to send after a failure (or the last reject()); "" otherwise.
-    std::string refusal() const { return state_ == state::failed ? refusal_ : std::string(); }
+    std::string refusal() const { return status_ == progress::failed ? refusal_ : std::string(); }
 
 private:
     void fail(std::error_code ec) {
-        state_ = state::failed;
+        status_ = progress::failed;
         error_ = ec;
         refusal_ = write_refusal(refusal_for(ec));
     }
@@ -447,10 +347,12 @@ private:
     options options_;
     http_parser parser_;
     upgrade_request upgrade_;
-    state state_ = state::reading;
+    progress status_ = progress::need_more;
+    bool accepted_ = false; // accept() answered; the status stays done
     std::error_code error_;
     bool have_request_ = false;
     std::string_view subprotocol_;
+    std::optional<deflate_params> deflate_;
     std::string refusal_;
 };
 
@@ -462,6 +364,9 @@ struct client_options {
     std::string origin;                    // Origin header value; empty = not sent
     std::vector<std::string> subprotocols; // offered, in order of preference
     std::string extensions;                // Sec-WebSocket-Extensions offer; empty = none
+    // permessage-deflate: when enabled (and the build has zlib), offered before `extensions`
+    // (which must not offer it too), and the server's answer is checked (RFC 7692 section 5).
+    deflate_client_options deflate;
     std::vector<std::pair<std::string, std::string>> extra_headers;
     http_limits limits; // for the response head
 };
@@ -479,7 +384,7 @@ struct client_options {
 class client_handshake {
 public:
     struct result {
-        parse_status status;
+        progress status;
         std::size_t consumed;
         std::error_code error;
     };
@@ -491,7 +396,7 @@ public:
         key_ = base64_encode(
             std::string_view(reinterpret_cast<const char*>(nonce.data()), nonce.size()));
         if (const auto ec = build_request(options)) {
-            status_ = parse_status::failed;
+            status_ = progress::failed;
             error_ = ec;
             request_.clear();
         }
@@ -501,24 +406,25 @@ public:
     const std::string& key() const noexcept { return key_; }
 
     result feed(std::string_view data) {
-        if (status_ != parse_status::need_more) return {status_, 0, error_};
+        if (status_ != progress::need_more) return {status_, 0, error_};
         const auto r = parser_.feed(data);
-        if (r.status == parse_status::need_more) return {status_, r.consumed, {}};
-        if (r.status == parse_status::done) {
+        if (r.status == progress::need_more) return {status_, r.consumed, {}};
+        if (r.status == progress::done) {
             if (const auto ec = validate_response()) {
-                status_ = parse_status::failed;
+                status_ = progress::failed;
                 error_ = ec;
+                deflate_.reset();
             } else {
-                status_ = parse_status::done;
+                status_ = progress::done;
             }
         } else {
-            status_ = parse_status::failed;
+            status_ = progress::failed;
             error_ = r.error;
         }
         return {status_, r.consumed, error_};
     }
 
-    parse_status status() const noexcept { return status_; }
+    progress status() const noexcept { return status_; }
     std::error_code error() const noexcept { return error_; }
     // The response head; after bad_status it is kept so the caller can read the status,
     // Content-Length or WWW-Authenticate. The body, if any, is not consumed.
@@ -527,6 +433,9 @@ public:
     std::string_view subprotocol() const noexcept { return subprotocol_; }
     // The extensions the server accepted, in its order, with their parameters.
     const std::vector<extension>& extensions() const noexcept { return extensions_; }
+    // The permessage-deflate parameters the server agreed to, or nullopt: give them to the
+    // session (session_options::deflate).
+    const std::optional<deflate_params>& deflate() const noexcept { return deflate_; }
 
 private:
     std::error_code build_request(const client_options& o) {
@@ -551,14 +460,28 @@ private:
         }
         if (!protocols.empty()) (void)write_field(out, "Sec-WebSocket-Protocol", protocols);
         out.append("Sec-WebSocket-Version: 13\r\n");
+        std::string extensions;
+        if (o.deflate.enabled && deflate_supported) {
+            deflate_offer_ = o.deflate;
+            extensions = format_extensions({make_deflate_offer(o.deflate)});
+            offered_extensions_.emplace_back(permessage_deflate_name);
+        }
         if (!o.extensions.empty()) {
             std::vector<extension> offer;
             if (parse_extensions(o.extensions, offer) || !is_field_value(o.extensions)) {
                 return duplex::error::bad_extension_header;
             }
-            for (auto& e : offer) offered_extensions_.push_back(std::move(e.name));
-            (void)write_field(out, "Sec-WebSocket-Extensions", o.extensions);
+            for (auto& e : offer) {
+                // Two offers of one extension from two sources could not be told apart in
+                // the answer.
+                if (deflate_offer_ && e.name == permessage_deflate_name)
+                    return duplex::error::bad_extension_header;
+                offered_extensions_.push_back(std::move(e.name));
+            }
+            if (!extensions.empty()) extensions += ", ";
+            extensions += o.extensions;
         }
+        if (!extensions.empty()) (void)write_field(out, "Sec-WebSocket-Extensions", extensions);
         for (const auto& [name, value] : o.extra_headers) {
             if (detail::is_one_of(name,
                                   {"Host", "Upgrade", "Connection", "Origin", "Sec-WebSocket-Key",
@@ -596,6 +519,13 @@ private:
                 offered_extensions_.end()) {
                 return duplex::error::unexpected_extension;
             }
+            if (deflate_offer_ && e.name == permessage_deflate_name) {
+                // RFC 7692 section 5: one accepted offer, with parameters the offer allowed.
+                if (deflate_) return duplex::error::bad_extension_params;
+                deflate_params agreed;
+                if (auto ec = accept_deflate_response(e, *deflate_offer_, agreed)) return ec;
+                deflate_ = agreed;
+            }
         }
         if (const auto protocol = h.field("Sec-WebSocket-Protocol")) {
             if (h.count("Sec-WebSocket-Protocol") != 1 ||
@@ -613,10 +543,12 @@ private:
     std::string request_;
     std::vector<std::string> offered_subprotocols_;
     std::vector<std::string> offered_extensions_;
-    parse_status status_ = parse_status::need_more;
+    progress status_ = progress::need_more;
     std::error_code error_;
     std::string subprotocol_;
     std::vector<extension> extensions_;
+    std::optional<deflate_client_options> deflate_offer_; // when we offered it
+    std::optional<deflate_params> deflate_;
 };
 
 } // namespace duplex::protocol

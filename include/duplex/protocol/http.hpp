@@ -11,6 +11,7 @@
 #pragma once
 
 #include "duplex/error.hpp"
+#include "duplex/protocol/progress.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -32,8 +33,6 @@ struct http_field {
     std::string_view name;
     std::string_view value; // OWS trimmed
 };
-
-enum class parse_status { need_more, done, failed };
 
 namespace detail {
 
@@ -339,7 +338,7 @@ public:
     enum class kind { request, response };
 
     struct result {
-        parse_status status;
+        progress status;
         std::size_t consumed; // bytes of this call's data taken; on failure, up to and
                               // including the offending byte
         std::error_code error;
@@ -350,7 +349,7 @@ public:
     }
 
     result feed(std::string_view data) {
-        if (status_ != parse_status::need_more) return {status_, 0, error_};
+        if (status_ != progress::need_more) return {status_, 0, error_};
         auto& buf = head_.buf_;
         std::size_t i = 0;
         while (i < data.size()) {
@@ -375,7 +374,7 @@ public:
                 const std::error_code ec = on_line(line_start_, line_end);
                 line_start_ = buf.size();
                 if (ec) return fail(ec, i);
-                if (status_ == parse_status::done) return {status_, i, {}};
+                if (status_ == progress::done) return {status_, i, {}};
             } else if (c == '\r') {
                 cr_pending_ = true;
             } else {
@@ -385,7 +384,7 @@ public:
         return {status_, i, {}};
     }
 
-    parse_status status() const noexcept { return status_; }
+    progress status() const noexcept { return status_; }
     std::error_code error() const noexcept { return error_; }
 
     // Complete only once status() is done; before that it holds no views.
@@ -396,7 +395,7 @@ public:
     void reset() {
         head_ = http_head();
         head_.request_ = kind_ == kind::request;
-        status_ = parse_status::need_more;
+        status_ = progress::need_more;
         error_ = {};
         line_start_ = 0;
         cr_pending_ = false;
@@ -419,7 +418,7 @@ private:
     };
 
     result fail(std::error_code e, std::size_t consumed) {
-        status_ = parse_status::failed;
+        status_ = progress::failed;
         error_ = e;
         return {status_, consumed, error_};
     }
@@ -497,7 +496,7 @@ private:
 
     // The head is complete: publish views into the (now final) buffer.
     void finish() {
-        status_ = parse_status::done;
+        status_ = progress::done;
         head_.version_major_ = start_.version_major;
         head_.version_minor_ = start_.version_minor;
         if (kind_ == kind::request) {
@@ -519,7 +518,7 @@ private:
     kind kind_;
     http_limits limits_;
     http_head head_;
-    parse_status status_ = parse_status::need_more;
+    progress status_ = progress::need_more;
     std::error_code error_;
     std::size_t line_start_ = 0;
     bool cr_pending_ = false;

@@ -18,18 +18,28 @@
 // Every violation of RFC 6455 fails the connection: the session queues a close frame with the
 // RFC's code (1002, 1007 or 1009), reports an `error` event with a `duplex::error`, and ignores
 // all further input. Size limits are decided from frame headers, before a payload is buffered.
+//
+// With permessage-deflate negotiated (session_options::deflate, RFC 7692), compressed messages
+// are delivered inflated, the inflated size bounded by max_message_size, and whole messages
+// sent are compressed. That part needs zlib (DUPLEX_ENABLE_DEFLATE).
 #pragma once
 
 #include "../error.hpp"
 #include "close.hpp"
 #include "frame.hpp"
 #include "mask.hpp"
+#include "permessage_deflate.hpp"
 #include "random.hpp"
 #include "utf8.hpp"
+#ifdef DUPLEX_ENABLE_DEFLATE
+#include "deflate_codec.hpp"
+#endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -60,6 +70,14 @@ struct session_options {
     bool deliver_partial_messages = false;
     // RSV bits that a negotiated extension has claimed (permessage-deflate claims RSV1).
     reserved_bits_allowed reserved_bits{};
+    // permessage-deflate (RFC 7692) as the handshake agreed it (server_handshake::deflate(),
+    // client_handshake::deflate()); nullopt when it was not. With it, RSV1 marks compressed
+    // messages, which are delivered inflated (max_message_size bounds the inflated size), and
+    // send() and prepare_message() compress whole messages of at least compression.threshold
+    // bytes. Needs DUPLEX_ENABLE_DEFLATE in every translation unit (link duplex::deflate):
+    // without it this is ignored, and no handshake agrees to the extension.
+    std::optional<deflate_params> deflate;
+    deflate_tuning compression;
 };
 
 // Which endpoint sent the first close frame of a connection.
@@ -115,11 +133,14 @@ class session {
 public:
     explicit session(role r, session_options options = {}) : role_(r), options_(options) {
         if (role_ == role::client) random_ = std::make_unique<random_source>();
+        start_deflate();
     }
 
     // A session whose masking keys come from a fixed seed: reproducible tests and fuzzing.
     session(role r, session_options options, const random_source::seed_type& seed)
-        : role_(r), options_(options), random_(std::make_unique<random_source>(seed)) {}
+        : role_(r), options_(options), random_(std::make_unique<random_source>(seed)) {
+        start_deflate();
+    }
 
     role get_role() const noexcept { return role_; }
     session_state state() const noexcept { return state_; }
@@ -134,6 +155,16 @@ public:
     }
 
     bool close_received() const noexcept { return close_received_; }
+    // Whether permessage-deflate is on (negotiated, and this build has zlib).
+    bool compresses() const noexcept { return deflate_on_; }
+    // Whether zlib memory is held now: between messages only with context takeover.
+    bool holds_deflate_state() const noexcept {
+#ifdef DUPLEX_ENABLE_DEFLATE
+        return deflate_on_ && (deflater_->holds_state() || inflater_->holds_state());
+#else
+        return false;
+#endif
+    }
     // The peer's close code (1005 when it sent none, 1006 when no close was received) and reason.
     std::uint16_t peer_close_code() const noexcept { return peer_close_code_; }
     const std::string& peer_close_reason() const noexcept { return peer_close_reason_; }
@@ -155,6 +186,7 @@ public:
                 std::string().swap(message_);
             else
                 message_.clear();
+            if (inflated_.capacity() > keep_buffer_capacity) std::string().swap(inflated_);
             release_message_ = false;
         }
         receive_result result;
@@ -189,10 +221,45 @@ public:
 
     // Sends one data frame. A fragmented message is a text/binary frame with fin=false,
     // then continuation frames, the last with fin=true (RFC 6455 5.4).
+    // With permessage-deflate, a whole message (fin, not a continuation) is compressed as
+    // prepare_message() says; the frames of a fragmented message are sent uncompressed.
     std::error_code send(opcode op, std::string_view payload, bool fin = true) {
         frame_prefix prefix;
-        if (auto ec = prepare_send(op, payload, fin, prefix)) return ec;
-        append_frame(prefix, payload);
+        std::string_view body = payload;
+        if (fin && op != opcode::continuation) {
+            if (auto ec = prepare_message(op, payload, prefix, body)) return ec;
+        } else if (auto ec = prepare_send(op, payload, fin, prefix)) {
+            return ec;
+        }
+        append_frame(prefix, body);
+#ifdef DUPLEX_ENABLE_DEFLATE
+        // Copied: an idle session keeps no compressed message.
+        if (compressed_.capacity() > keep_buffer_capacity) std::string().swap(compressed_);
+#endif
+        return {};
+    }
+
+    // prepare_send() for one whole text or binary message, compressed when permessage-deflate
+    // is on and the payload has at least compression.threshold bytes (RFC 7692 7.2.1: RSV1
+    // set, the trailer removed). `body` is what to write after prefix.view() (masked with
+    // prefix.key when prefix.masked): `payload` itself, or the compressed bytes, which the
+    // session holds until the next call that sends. Messages must be written in the order
+    // they were prepared: with context takeover each one's compression builds on the last.
+    std::error_code prepare_message(opcode op, std::string_view payload, frame_prefix& prefix,
+                                    std::string_view& body) {
+        body = payload;
+        if (op == opcode::continuation) return error::bad_opcode;
+        if (auto ec = begin_send(op, payload, true)) return ec;
+        bool compressed = false;
+#ifdef DUPLEX_ENABLE_DEFLATE
+        if (compressed_.capacity() > keep_buffer_capacity) std::string().swap(compressed_);
+        if (deflate_on_ && !payload.empty() && payload.size() >= options_.compression.threshold) {
+            // On a zlib failure (memory) the message goes uncompressed, which is always allowed.
+            compressed = deflater_->compress(payload, compressed_);
+            if (compressed) body = compressed_;
+        }
+#endif
+        make_prefix(op, true, body.size(), prefix, compressed);
         return {};
     }
 
@@ -201,29 +268,14 @@ public:
     // in order with pending_output(). This is the zero-copy path for large or shared payloads.
     std::error_code prepare_send(opcode op, std::string_view payload, bool fin,
                                  frame_prefix& prefix) {
-        if (op != opcode::text && op != opcode::binary && op != opcode::continuation)
-            return error::bad_opcode; // control frames have ping(), pong() and close()
-        if (state_ != session_state::open) return error::closed;
-        if (op == opcode::continuation) {
-            if (!sending_message_) return error::no_message_in_progress;
-        } else {
-            if (sending_message_) return error::message_in_progress;
-            sending_text_ = op == opcode::text;
-            send_utf8_.reset();
-        }
-        if (sending_text_) {
-            utf8_validator check = send_utf8_;
-            if (!check.feed(payload.data(), payload.size()) || (fin && !check.complete()))
-                return error::invalid_utf8;
-            send_utf8_ = check;
-        }
-        sending_message_ = !fin;
+        if (auto ec = begin_send(op, payload, fin)) return ec;
         make_prefix(op, fin, payload.size(), prefix);
         return {};
     }
 
     // prepare_send() for a whole message whose payload the caller has already validated (a
     // text payload checked as UTF-8 once for many recipients): the header only, no scan.
+    // Never compressed.
     std::error_code prepare_whole_message(opcode op, std::size_t payload_size,
                                           frame_prefix& prefix) {
         if (op != opcode::text && op != opcode::binary) return error::bad_opcode;
@@ -237,7 +289,6 @@ public:
     std::error_code ping(std::string_view payload = {}) {
         return send_control(opcode::ping, payload);
     }
-
     // An unsolicited pong is a unidirectional heartbeat (RFC 6455 5.5.3).
     std::error_code pong(std::string_view payload = {}) {
         return send_control(opcode::pong, payload);
@@ -287,6 +338,47 @@ private:
         return state_ == session_state::failed || state_ == session_state::closed;
     }
 
+    // The checks and bookkeeping of sending one data frame.
+    std::error_code begin_send(opcode op, std::string_view payload, bool fin) {
+        if (op != opcode::text && op != opcode::binary && op != opcode::continuation)
+            return error::bad_opcode; // control frames have ping(), pong() and close()
+        if (state_ != session_state::open) return error::closed;
+        if (op == opcode::continuation) {
+            if (!sending_message_) return error::no_message_in_progress;
+        } else {
+            if (sending_message_) return error::message_in_progress;
+            sending_text_ = op == opcode::text;
+            send_utf8_.reset();
+        }
+        if (sending_text_) {
+            utf8_validator check = send_utf8_;
+            if (!check.feed(payload.data(), payload.size()) || (fin && !check.complete()))
+                return error::invalid_utf8;
+            send_utf8_ = check;
+        }
+        sending_message_ = !fin;
+        return {};
+    }
+
+    // permessage-deflate, when negotiated: each direction has its own window and context
+    // takeover (RFC 7692 7.1), the server's being the "server_*" parameters.
+    void start_deflate() {
+#ifdef DUPLEX_ENABLE_DEFLATE
+        if (!options_.deflate) return;
+        const deflate_params& p = *options_.deflate;
+        const bool server = role_ == role::server;
+        deflater_ = std::make_unique<message_deflater>(
+            server ? p.server_max_window_bits : p.client_max_window_bits,
+            server ? p.server_no_context_takeover : p.client_no_context_takeover,
+            options_.compression.level, options_.compression.mem_level);
+        inflater_ = std::make_unique<message_inflater>(
+            server ? p.client_max_window_bits : p.server_max_window_bits,
+            server ? p.client_no_context_takeover : p.server_no_context_takeover);
+        options_.reserved_bits.rsv1 = true; // RFC 7692 6: the extension claims RSV1
+        deflate_on_ = true;
+#endif
+    }
+
     // Parses a frame header, possibly across calls. Returns false when it needs more bytes or
     // failed (then `ev` is the error event).
     bool read_header(char* data, std::size_t size, std::size_t& used, event& ev) {
@@ -295,8 +387,8 @@ private:
         const std::size_t available = size - used;
         if (header_stash_size_ == 0) {
             const auto r = decode_frame_header(in, available, h, options_.reserved_bits);
-            if (r.status == decode_status::failed) return fail(r.error, ev);
-            if (r.status == decode_status::need_more) {
+            if (r.status == progress::failed) return fail(r.error, ev);
+            if (r.status == progress::need_more) {
                 if (available != 0) std::memcpy(header_stash_, in, available); // < 14 bytes
                 header_stash_size_ = available;
                 used = size;
@@ -310,8 +402,8 @@ private:
             for (;;) {
                 const auto r = decode_frame_header(header_stash_, header_stash_size_, h,
                                                    options_.reserved_bits);
-                if (r.status == decode_status::failed) return fail(r.error, ev);
-                if (r.status == decode_status::ok) break;
+                if (r.status == progress::failed) return fail(r.error, ev);
+                if (r.status == progress::done) break;
                 const std::size_t want = r.size - header_stash_size_;
                 const std::size_t take = want < available - taken ? want : available - taken;
                 if (take != 0) std::memcpy(header_stash_ + header_stash_size_, in + taken, take);
@@ -342,8 +434,11 @@ private:
         if (!is_control(h.op)) {
             if (h.op == opcode::continuation) {
                 if (!receiving_message_) return fail(error::unexpected_continuation, ev);
+                // RFC 7692 6.1: only a message's first frame may say it is compressed.
+                if (h.rsv1 && deflate_on_) return fail(error::reserved_bits, ev);
                 if (++fragments_ > options_.max_fragments ||
-                    options_.fragment_overhead > options_.max_message_size - message_size_)
+                    options_.fragment_overhead >
+                        wire_limit(options_.max_message_size) - message_size_)
                     return fail(error::too_many_fragments, ev);
                 message_size_ += options_.fragment_overhead;
             } else {
@@ -353,10 +448,13 @@ private:
                 fragments_ = 1;
                 message_size_ = 0;
                 receive_utf8_.reset();
+                message_compressed_ = h.rsv1 && deflate_on_;
+                inflated_size_ = 0;
             }
             // Written as subtractions so that a peer-chosen 63-bit length cannot overflow.
-            if (h.payload_size > options_.max_frame_size) return fail(error::frame_too_big, ev);
-            if (h.payload_size > options_.max_message_size - message_size_)
+            if (h.payload_size > wire_limit(options_.max_frame_size))
+                return fail(error::frame_too_big, ev);
+            if (h.payload_size > wire_limit(options_.max_message_size) - message_size_)
                 return fail(error::message_too_big, ev);
             message_size_ += static_cast<std::size_t>(h.payload_size);
             if (options_.deliver_partial_messages && h.op != opcode::continuation) {
@@ -366,6 +464,17 @@ private:
         }
         rx_ = rx_state::payload;
         return true;
+    }
+
+    // What a limit allows on the wire. A compressed message's limits are on what it inflates
+    // to (checked as it inflates); its wire bytes may pass them by what DEFLATE adds to data
+    // that does not compress (above zlib's deflateBound() for any settings), so that a message
+    // at the limit is not refused for its compressed form, while the wire stays bounded.
+    std::size_t wire_limit(std::size_t limit) const noexcept {
+        if (!message_compressed_) return limit;
+        const std::size_t extra = limit / 8 + limit / 64 + 64;
+        return limit > static_cast<std::size_t>(-1) - extra ? static_cast<std::size_t>(-1)
+                                                            : limit + extra;
     }
 
     void read_payload(char* data, std::size_t size, std::size_t& used, event& ev) {
@@ -393,6 +502,10 @@ private:
         }
 
         const bool message_done = frame_done && frame_.fin;
+        if (message_compressed_) {
+            inflate_payload(piece, take, message_done, ev);
+            return;
+        }
         // Fail fast: at the first invalid byte, not when the frame or message ends.
         if (message_op_ == opcode::text &&
             (!receive_utf8_.feed(piece, take) || (message_done && !receive_utf8_.complete()))) {
@@ -422,6 +535,49 @@ private:
             ev.data = message_;
             release_message_ = true;
         }
+    }
+
+    // A piece of a compressed message's payload (RFC 7692 7.2.2): inflated into the message
+    // buffer, or into a piece of its own for partial delivery. The inflated size is what
+    // max_message_size bounds, checked as zlib produces it; UTF-8 is checked on the inflated
+    // bytes as they come.
+    void inflate_payload(const char* piece, std::size_t take, bool message_done, event& ev) {
+#ifdef DUPLEX_ENABLE_DEFLATE
+        const bool partial = options_.deliver_partial_messages;
+        std::string& out = partial ? inflated_ : message_;
+        if (partial) out.clear();
+        const std::size_t before = out.size();
+        const std::size_t budget = options_.max_message_size - inflated_size_;
+        const auto ec = inflater_->inflate(piece, take, message_done, out, before + budget);
+        // What inflated before a failure is checked first, as it would have been had the input
+        // come in smaller reads: the same bytes give the same error however they are cut.
+        const std::size_t produced = std::min(out.size() - before, budget);
+        inflated_size_ += produced;
+        if (message_op_ == opcode::text && (!receive_utf8_.feed(out.data() + before, produced) ||
+                                            (!ec && message_done && !receive_utf8_.complete()))) {
+            fail(error::invalid_utf8, ev);
+            return;
+        }
+        if (ec) {
+            fail(ec, ev);
+            return;
+        }
+        if (message_done) {
+            receiving_message_ = false;
+            message_compressed_ = false;
+            release_message_ = true;
+        }
+        if (partial && produced == 0 && !message_done) return;
+        if (!partial && !message_done) return;
+        ev.type = !partial       ? event_type::message
+                  : message_done ? event_type::message_end
+                                 : event_type::message_data;
+        ev.op = message_op_;
+        ev.data = out;
+#else
+        (void)piece, (void)take, (void)message_done;
+        fail(error::reserved_bits, ev); // unreachable: RSV1 is refused without zlib
+#endif
     }
 
     void on_control(std::string_view payload, event& ev) {
@@ -505,9 +661,11 @@ private:
         append_frame(prefix, payload);
     }
 
-    void make_prefix(opcode op, bool fin, std::size_t size, frame_prefix& prefix) {
+    void make_prefix(opcode op, bool fin, std::size_t size, frame_prefix& prefix,
+                     bool compressed = false) {
         frame_header h;
         h.fin = fin;
+        h.rsv1 = compressed; // RFC 7692 6: "Per-Message Compressed", on the first frame only
         h.op = op;
         h.payload_size = size;
         // 5.3: a client masks every frame with a fresh key; a server never masks.
@@ -544,8 +702,11 @@ private:
     std::size_t fragments_ = 0;
     std::size_t message_size_ = 0;
     utf8_validator receive_utf8_;
-    std::string message_; // reassembly of a message that spans frames or reads
-    std::string control_; // a control frame split across reads (at most 125 bytes)
+    std::string message_;             // reassembly of a message that spans frames or reads
+    bool message_compressed_ = false; // the message being received has RSV1 (RFC 7692 6)
+    std::size_t inflated_size_ = 0;   // its inflated bytes so far, bounded by max_message_size
+    std::string inflated_;            // partial delivery: the inflated piece being delivered
+    std::string control_;             // a control frame split across reads (at most 125 bytes)
     bool close_received_ = false;
     std::uint16_t peer_close_code_ = static_cast<std::uint16_t>(close_code::abnormal);
     std::string peer_close_reason_;
@@ -558,6 +719,14 @@ private:
     utf8_validator send_utf8_;
     std::string output_;
     std::size_t output_sent_ = 0;
+
+    // permessage-deflate (both directions), when negotiated and built with zlib.
+    bool deflate_on_ = false;
+#ifdef DUPLEX_ENABLE_DEFLATE
+    std::unique_ptr<message_deflater> deflater_;
+    std::unique_ptr<message_inflater> inflater_;
+    std::string compressed_; // the last message prepare_message() compressed
+#endif
 };
 
 } // namespace duplex::protocol

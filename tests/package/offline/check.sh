@@ -55,8 +55,7 @@ if command -v conan >/dev/null; then
         conan create "$root" -o "duplex/*:with_tls=True"
     check --echo "conan create -o duplex/*:with_tls=False (test_package: echo)" \
         conan create "$root" -o "duplex/*:with_tls=False"
-    refused "conan create with_deflate=True, before duplex has deflate" \
-        "duplex::deflate \(permessage-deflate\) is not available" \
+    check --echo "conan create -o duplex/*:with_deflate=True (test_package: echo, deflate)" \
         conan create "$root" -o "duplex/*:with_deflate=True"
 else
     echo "conan not found: recipe not checked"
@@ -80,9 +79,7 @@ if [ -n "$vcpkg" ] && [ -x "$vcpkg" ]; then
             -DCONSUMER_SOURCE='$root/test_package/test_package.cpp' &&
         cmake --build '$scratch/consumer' && '$scratch/consumer/duplex_consumer'"
     check "vcpkg remove duplex" "$vcpkg" remove duplex "${options[@]}"
-    extra_logs="$scratch/buildtrees" refused \
-        "vcpkg install duplex[tls,deflate], before duplex has deflate" \
-        "duplex::deflate \(permessage-deflate\) is not available" \
+    check "vcpkg install duplex[tls,deflate] --overlay-ports=ports" \
         "$vcpkg" install "duplex[tls,deflate]" "${options[@]}"
 else
     echo "vcpkg not found: port not checked"
