@@ -101,7 +101,6 @@ struct arguments {
         "  --address-burst N        ... of which this many at once (40)\n"
         "  --redis URL              share rooms with other chat_server processes through\n"
         "                           Redis: redis://[[user]:password@]host[:port][/db]\n"
-
         "  --deflate on|off         accept permessage-deflate (on where built with zlib)\n",
         program);
     std::exit(2);
