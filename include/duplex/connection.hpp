@@ -497,7 +497,7 @@ private:
     static constexpr bool transport_writes_now = detail::writes_now<Transport>::value;
     static std::string with_header_room(std::string_view payload);
     std::error_code prepare_frame(opcode type, std::string_view payload, std::size_t cost,
-                                  protocol::frame_prefix& prefix);
+                                  protocol::frame_prefix& prefix, std::string_view& body);
     void queue_message(opcode type, std::string framed, std::size_t cost, done_handler done);
     void queue_shared(shared_message message, std::size_t cost);
     void append_message(opcode type, std::string_view payload, std::size_t cost);

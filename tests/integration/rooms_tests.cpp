@@ -5,6 +5,7 @@
 // Most tests use the in-memory transport: a server-role connection is the room member, and a
 // client-role connection on the other end of its pipe records what the member was sent.
 #include "catch.hpp"
+#include "harness.hpp"
 
 #include <duplex/duplex.hpp>
 #include <duplex/rooms.hpp>
@@ -30,6 +31,8 @@ using namespace std::chrono_literals;
 using duplex::opcode;
 using duplex::presence_kind;
 using duplex::protocol::role;
+using test::counter;
+using test::io_runner;
 using memory = duplex::transport::memory;
 using mem_connection = duplex::connection<memory>;
 using mem_rooms = duplex::rooms<mem_connection>;
@@ -415,38 +418,9 @@ using tcp_server = duplex::server<duplex::transport::tcp>;
 using tcp_connection = duplex::connection<duplex::transport::tcp>;
 using tcp_rooms = duplex::rooms<tcp_server::connection_type>;
 
-struct io_threads {
-    explicit io_threads(unsigned n) : work(asio::make_work_guard(io)) {
-        for (unsigned i = 0; i < n; ++i) pool.emplace_back([this] { io.run(); });
-    }
-    ~io_threads() {
-        work.reset();
-        io.stop();
-        for (auto& t : pool) t.join();
-    }
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    std::vector<std::thread> pool;
-};
-
-struct latch {
-    std::mutex m;
-    std::condition_variable cv;
-    std::size_t count = 0;
-    void add(std::size_t n = 1) {
-        std::lock_guard<std::mutex> lock(m);
-        count += n;
-        cv.notify_all();
-    }
-    bool wait_for(std::size_t n, std::chrono::milliseconds limit) {
-        std::unique_lock<std::mutex> lock(m);
-        return cv.wait_for(lock, limit, [&] { return count >= n; });
-    }
-};
-
 // Opens `count` clients that count every message they receive into `received`.
 std::vector<std::shared_ptr<tcp_connection>> open_clients(asio::io_context& io, std::uint16_t port,
-                                                          std::size_t count, latch& received) {
+                                                          std::size_t count, counter& received) {
     std::vector<std::future<std::shared_ptr<tcp_connection>>> pending;
     const std::string url = "ws://127.0.0.1:" + std::to_string(port) + "/";
     for (std::size_t i = 0; i < count; ++i)
@@ -468,17 +442,17 @@ std::vector<std::shared_ptr<tcp_connection>> open_clients(asio::io_context& io, 
 
 TEST_CASE("Rooms: one publish fans out to 1,000 members over real sockets",
           "[rooms][integration][scale]") {
-    io_threads server_io(1);
+    io_runner server_io(1);
     tcp_server server(server_io.io);
     tcp_rooms rooms;
-    latch joined;
+    counter joined;
     server.handlers().on_open = [&](auto& c) {
         rooms.join(c, "everyone");
         joined.add();
     };
     REQUIRE_FALSE(server.listen("127.0.0.1", 0));
-    io_threads client_io(1);
-    latch received;
+    io_runner client_io(1);
+    counter received;
     constexpr std::size_t count = 1000;
     auto clients = open_clients(client_io.io, server.port(), count, received);
     REQUIRE(joined.wait_for(count, 10s));
@@ -497,7 +471,7 @@ TEST_CASE("Rooms: one publish fans out to 1,000 members over real sockets",
 
 TEST_CASE("Rooms: publishing from many threads while members join and leave (TSan)",
           "[rooms][integration][threads]") {
-    io_threads server_io(2);
+    io_runner server_io(2);
     tcp_server server(server_io.io);
     tcp_rooms rooms;
     std::atomic<int> opened{0};
@@ -510,8 +484,8 @@ TEST_CASE("Rooms: publishing from many threads while members join and leave (TSa
         rooms.publish("busy", m.type, m.data, c.get());
     };
     REQUIRE_FALSE(server.listen("127.0.0.1", 0));
-    io_threads client_io(2);
-    latch received;
+    io_runner client_io(2);
+    counter received;
     auto clients = open_clients(client_io.io, server.port(), 20, received);
     for (int i = 0; i < 500 && opened.load() < 20; ++i) std::this_thread::sleep_for(10ms);
     REQUIRE(opened.load() == 20);

@@ -31,6 +31,10 @@
 #include <cerrno>
 #include <cstdlib>
 
+#if defined(DUPLEX_ENABLE_DEFLATE)
+#include <zlib.h>
+#endif
+
 using namespace std::chrono_literals;
 using namespace test;
 using duplex::error;
@@ -408,6 +412,59 @@ TEST_CASE("RFC 7692 5: a server with deflate enabled agrees in its 101 and infla
     CHECK(no.find("Sec-WebSocket-Extensions") == std::string::npos);
     CHECK(no.find("\x03\xea"
                   "frame uses reserved bits") != std::string::npos); // 1002
+#endif
+}
+
+TEST_CASE("RFC 7692 7.2.1: with deflate agreed, a server compresses a message at or above the "
+          "threshold (RSV1 set, trailer removed) and sends a short one as it is",
+          "[integration][deflate]") {
+#ifndef DUPLEX_ENABLE_DEFLATE
+    DUPLEX_SKIP("built without zlib (duplex::deflate)");
+#else
+    io_runner runner;
+    duplex::server_options options;
+    options.deflate.enabled = true;
+    tcp_server server(runner.io, options);
+    echo_messages(server);
+    listen_or_fail(server);
+    raw_peer raw(server.port());
+    std::string request = valid_upgrade;
+    request.insert(request.size() - 2, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+    std::string large;
+    for (int i = 0; i < 500; ++i) large += "{\"n\":" + std::to_string(i % 10) + "},";
+    raw.send(request + frame(opcode::text, large, masking::client) +
+             frame(opcode::text, "short", masking::client) + close_frame(1000, masking::client));
+    const std::string answer = raw.read_all();
+    const std::size_t end = answer.find("\r\n\r\n");
+    REQUIRE(end != std::string::npos);
+    REQUIRE(answer.find("Sec-WebSocket-Extensions: permessage-deflate\r\n") < end);
+    const auto frames = decode_frames(std::string_view(answer).substr(end + 4));
+    REQUIRE(frames.size() == 3);
+    const auto first_byte = static_cast<unsigned char>(answer[end + 4]);
+    CHECK(first_byte == 0xC1); // FIN, RSV1 (compressed), text
+    CHECK_FALSE(frames[0].masked);
+    CHECK(frames[0].payload.size() < large.size() / 4);
+
+    // Inflated by zlib itself, with the trailer put back (7.2.2), it is the message.
+    std::string compressed = frames[0].payload + std::string("\x00\x00\xff\xff", 4);
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, -15) == Z_OK);
+    std::string inflated(large.size() + 64, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(compressed.data());
+    z.avail_in = static_cast<uInt>(compressed.size());
+    z.next_out = reinterpret_cast<Bytef*>(inflated.data());
+    z.avail_out = static_cast<uInt>(inflated.size());
+    const int status = inflate(&z, Z_SYNC_FLUSH);
+    inflated.resize(z.total_out);
+    inflateEnd(&z);
+    CHECK((status == Z_OK || status == Z_STREAM_END));
+    CHECK(inflated == large);
+
+    // Below compression.threshold: as it is, RSV1 clear.
+    REQUIRE(frames[1].payload == "short");
+    const std::size_t short_at = answer.rfind("short");
+    CHECK(answer.substr(short_at - 2, 2) == "\x81\x05");
+    CHECK(frames[2].is(opcode::close));
 #endif
 }
 

@@ -4,6 +4,8 @@
 
 #include <duplex/protocol/session.hpp>
 
+#include "../common/test_frames.hpp"
+
 #include <cstring>
 #include <random>
 #include <string>
@@ -11,6 +13,7 @@
 
 using namespace duplex::protocol;
 using duplex::error;
+using namespace test_frames;
 
 namespace {
 
@@ -27,39 +30,13 @@ struct recorded {
     }
 };
 
-// Builds a frame as the peer would send it; client frames are masked with a fixed key.
-std::string frame(opcode op, std::string_view payload, bool fin = true, bool masked = true,
-                  std::uint8_t first_byte_extra = 0) {
-    frame_header h;
-    h.fin = fin;
-    h.op = op;
-    h.payload_size = payload.size();
-    h.masked = masked;
-    h.mask = 0x3D21FA37;
-    unsigned char head[max_frame_header_size];
-    const std::size_t n = encode_frame_header(h, head);
-    head[0] = static_cast<unsigned char>(head[0] | first_byte_extra);
-    std::string out(reinterpret_cast<const char*>(head), n);
-    const std::size_t at = out.size();
-    out.append(payload);
-    if (masked) apply_mask(&out[at], payload.size(), h.mask);
-    return out;
+// What a client sends (masked) and what a server sends (unmasked), built by hand
+// (tests/common/test_frames.hpp).
+std::string from_client(opcode op, std::string_view payload, fin_bit fin = fin_bit::set) {
+    return frame(op, payload, masking::client, fin);
 }
-
-// What a client sends (masked) and what a server sends (unmasked).
-std::string from_client(opcode op, std::string_view payload, bool fin = true) {
-    return frame(op, payload, fin, true);
-}
-std::string from_server(opcode op, std::string_view payload, bool fin = true) {
-    return frame(op, payload, fin, false);
-}
-
-std::string close_payload(std::uint16_t code, std::string_view reason = {}) {
-    std::string out;
-    out.push_back(static_cast<char>(code >> 8));
-    out.push_back(static_cast<char>(code & 0xFFU));
-    out.append(reason);
-    return out;
+std::string from_server(opcode op, std::string_view payload, fin_bit fin = fin_bit::set) {
+    return frame(op, payload, masking::none, fin);
 }
 
 struct outcome {
@@ -178,7 +155,7 @@ TEST_CASE("RFC 6455 5.7: 256-byte and 64 KiB binary messages", "[session]") {
     const auto out_small = run_every_split(role::client, from_server(opcode::binary, small));
     CHECK(out_small.events == std::vector<recorded>{message(opcode::binary, small)});
     // The 64 KiB one: a few cuts instead of all 65,000 (each is a full copy).
-    const std::string wire = frame(opcode::binary, large, true, true);
+    const std::string wire = frame(opcode::binary, large, masking::client, fin_bit::set);
     for (std::size_t cut : {1U, 2U, 9U, 10U, 13U, 14U, 15U, 40000U}) {
         const auto out = run(role::server, wire, {cut});
         CHECK(out.events == std::vector<recorded>{message(opcode::binary, large)});
@@ -187,9 +164,9 @@ TEST_CASE("RFC 6455 5.7: 256-byte and 64 KiB binary messages", "[session]") {
 
 TEST_CASE("RFC 6455 5.4: control frames may be injected between fragments", "[session]") {
     const std::string wire =
-        from_client(opcode::text, "fra", false) + from_client(opcode::ping, "p1") +
-        from_client(opcode::continuation, "gme", false) + from_client(opcode::pong, "p2") +
-        from_client(opcode::continuation, "nted", true);
+        from_client(opcode::text, "fra", fin_bit::clear) + from_client(opcode::ping, "p1") +
+        from_client(opcode::continuation, "gme", fin_bit::clear) + from_client(opcode::pong, "p2") +
+        from_client(opcode::continuation, "nted", fin_bit::set);
     const auto out = run_every_split(role::server, wire);
     const std::vector<recorded> expected = {
         {event_type::ping, opcode::text, "p1", 0, {}},
@@ -201,9 +178,10 @@ TEST_CASE("RFC 6455 5.4: control frames may be injected between fragments", "[se
 }
 
 TEST_CASE("RFC 6455 5.4: empty fragments and empty messages are delivered", "[session]") {
-    const std::string wire =
-        from_client(opcode::binary, "", false) + from_client(opcode::continuation, "", false) +
-        from_client(opcode::continuation, "", true) + from_client(opcode::text, "");
+    const std::string wire = from_client(opcode::binary, "", fin_bit::clear) +
+                             from_client(opcode::continuation, "", fin_bit::clear) +
+                             from_client(opcode::continuation, "", fin_bit::set) +
+                             from_client(opcode::text, "");
     const auto out = run_every_split(role::server, wire);
     const std::vector<recorded> expected = {message(opcode::binary, ""), message(opcode::text, "")};
     CHECK(out.events == expected);
@@ -225,7 +203,7 @@ TEST_CASE("RFC 6455 5.4: a continuation with no message in progress fails with 1
 TEST_CASE("RFC 6455 5.4: a new data frame inside a fragmented message fails with 1002",
           "[session]") {
     const std::string wire =
-        from_client(opcode::text, "a", false) + from_client(opcode::binary, "b");
+        from_client(opcode::text, "a", fin_bit::clear) + from_client(opcode::binary, "b");
     const auto out = run_every_split(role::server, wire);
     REQUIRE(out.events.size() == 1);
     CHECK(out.events[0].error == error::expected_continuation);
@@ -252,18 +230,21 @@ TEST_CASE("RFC 6455 5.1: a client fails the connection on a masked server frame"
 TEST_CASE("RFC 6455 5.2: reserved opcodes and RSV bits fail the connection with 1002",
           "[session]") {
     for (int op : {3, 7, 0xB, 0xF}) {
-        const auto out = run(role::server, frame(static_cast<opcode>(op), "x"), {});
+        const auto out =
+            run(role::server, frame(static_cast<opcode>(op), "x", masking::client), {});
         REQUIRE(out.events.size() == 1);
         CHECK(out.events[0].error == error::reserved_opcode);
         CHECK(out.events[0].code == 1002);
     }
-    const auto rsv = run_every_split(role::server, frame(opcode::text, "x", true, true, 0x40));
+    const auto rsv = run_every_split(role::server,
+                                     frame(opcode::text, "x", masking::client, fin_bit::set, 0x40));
     REQUIRE(rsv.events.size() == 1);
     CHECK(rsv.events[0].error == error::reserved_bits);
 
     session_options deflate;
     deflate.reserved_bits.rsv1 = true;
-    const auto claimed = run(role::server, frame(opcode::text, "x", true, true, 0x40), {}, deflate);
+    const auto claimed = run(
+        role::server, frame(opcode::text, "x", masking::client, fin_bit::set, 0x40), {}, deflate);
     REQUIRE(claimed.events.size() == 1);
     CHECK(claimed.events[0].type == event_type::message);
 }
@@ -413,9 +394,9 @@ TEST_CASE("RFC 6455 8.1: a text message ending inside a UTF-8 sequence fails wit
 
 TEST_CASE("RFC 6455 8.1: a UTF-8 sequence split across fragments is valid", "[session][utf8]") {
     // U+20AC EURO SIGN (E2 82 AC) with its bytes in three frames.
-    const std::string wire = from_client(opcode::text, "\xE2", false) +
-                             from_client(opcode::continuation, "\x82", false) +
-                             from_client(opcode::continuation, "\xAC", true);
+    const std::string wire = from_client(opcode::text, "\xE2", fin_bit::clear) +
+                             from_client(opcode::continuation, "\x82", fin_bit::clear) +
+                             from_client(opcode::continuation, "\xAC", fin_bit::set);
     const auto out = run_every_split(role::server, wire);
     CHECK(out.events == std::vector<recorded>{message(opcode::text, "\xE2\x82\xAC")});
 }
@@ -424,7 +405,7 @@ TEST_CASE("RFC 6455 8.1: invalid UTF-8 fails fast, before the rest of the messag
           "[session][utf8]") {
     session s(role::server, {}, test_seed);
     // A first fragment with an invalid byte; the message never finishes.
-    std::string wire = from_client(opcode::text, "hello \xC0 world", false);
+    std::string wire = from_client(opcode::text, "hello \xC0 world", fin_bit::clear);
     auto r = s.receive(wire.data(), wire.size());
     CHECK(r.ev.type == event_type::error);
     CHECK(r.ev.error == error::invalid_utf8);
@@ -460,11 +441,11 @@ TEST_CASE("RFC 6455 10.4: fragments summing past the message limit fail with 100
     session_options options;
     options.max_message_size = 10;
     options.fragment_overhead = 0; // the payloads alone; the charge per frame is tested below
-    const std::string ok = from_client(opcode::text, "12345", false) +
-                           from_client(opcode::continuation, "67890", true);
+    const std::string ok = from_client(opcode::text, "12345", fin_bit::clear) +
+                           from_client(opcode::continuation, "67890", fin_bit::set);
     CHECK(run_every_split(role::server, ok, options).events.at(0).type == event_type::message);
-    const std::string over = from_client(opcode::text, "12345", false) +
-                             from_client(opcode::continuation, "678901", true);
+    const std::string over = from_client(opcode::text, "12345", fin_bit::clear) +
+                             from_client(opcode::continuation, "678901", fin_bit::set);
     const auto out = run_every_split(role::server, over, options);
     REQUIRE(out.events.size() == 1);
     CHECK(out.events[0].error == error::message_too_big);
@@ -474,7 +455,7 @@ TEST_CASE("RFC 6455 10.4: fragments summing past the message limit fail with 100
 TEST_CASE("RFC 6455 10.4: a huge 63-bit length cannot overflow the size check",
           "[session][limits]") {
     // First fragment of 5 bytes, then a continuation declaring 2^63 - 1 bytes.
-    std::string wire = from_client(opcode::binary, "12345", false);
+    std::string wire = from_client(opcode::binary, "12345", fin_bit::clear);
     wire += std::string("\x80\xFF\x7F\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x00\x00\x00\x00", 14);
     const auto out = run_every_split(role::server, wire);
     REQUIRE(out.events.size() == 1);
@@ -484,15 +465,15 @@ TEST_CASE("RFC 6455 10.4: a huge 63-bit length cannot overflow the size check",
 TEST_CASE("RFC 6455 10.4: a flood of tiny fragments fails with 1009", "[session][limits]") {
     session_options options;
     options.max_fragments = 100;
-    std::string wire = from_client(opcode::binary, "", false);
-    for (int i = 0; i < 98; ++i) wire += from_client(opcode::continuation, "", false);
+    std::string wire = from_client(opcode::binary, "", fin_bit::clear);
+    for (int i = 0; i < 98; ++i) wire += from_client(opcode::continuation, "", fin_bit::clear);
     // 1 + 98 + 1 = 100 fragments: exactly at the limit.
     const auto at_limit =
-        run(role::server, wire + from_client(opcode::continuation, "", true), {}, options);
+        run(role::server, wire + from_client(opcode::continuation, "", fin_bit::set), {}, options);
     REQUIRE(at_limit.events.size() == 1);
     CHECK(at_limit.events[0].type == event_type::message);
-    wire += from_client(opcode::continuation, "", false);
-    wire += from_client(opcode::continuation, "", false); // the 101st
+    wire += from_client(opcode::continuation, "", fin_bit::clear);
+    wire += from_client(opcode::continuation, "", fin_bit::clear); // the 101st
     const auto over = run_every_split(role::server, wire, options);
     REQUIRE(over.events.size() == 1);
     CHECK(over.events[0].error == error::too_many_fragments);
@@ -508,9 +489,9 @@ TEST_CASE("RFC 6455 10.4: each continuation frame is charged fragment_overhead b
     options.fragment_overhead = 14;
     // 30 + (14 + 14) + (14 + 28) = 100: two continuations charged 14 each.
     auto wire = [](std::size_t last) {
-        return from_client(opcode::binary, std::string(30, 'a'), false) +
-               from_client(opcode::continuation, std::string(14, 'b'), false) +
-               from_client(opcode::continuation, std::string(last, 'c'), true);
+        return from_client(opcode::binary, std::string(30, 'a'), fin_bit::clear) +
+               from_client(opcode::continuation, std::string(14, 'b'), fin_bit::clear) +
+               from_client(opcode::continuation, std::string(last, 'c'), fin_bit::set);
     };
     const auto at_limit = run_every_split(role::server, wire(28), options);
     REQUIRE(at_limit.events.size() == 1);
@@ -529,14 +510,14 @@ TEST_CASE("RFC 6455 10.4: a flood of empty continuation frames is stopped by the
     session_options options;
     options.max_message_size = 140;
     options.fragment_overhead = 14; // room for exactly 10 continuation frames
-    std::string wire = from_client(opcode::text, "", false);
-    for (int i = 0; i < 9; ++i) wire += from_client(opcode::continuation, "", false);
-    const auto at_limit =
-        run_every_split(role::server, wire + from_client(opcode::continuation, "", true), options);
+    std::string wire = from_client(opcode::text, "", fin_bit::clear);
+    for (int i = 0; i < 9; ++i) wire += from_client(opcode::continuation, "", fin_bit::clear);
+    const auto at_limit = run_every_split(
+        role::server, wire + from_client(opcode::continuation, "", fin_bit::set), options);
     REQUIRE(at_limit.events.size() == 1);
     CHECK(at_limit.events[0] == message(opcode::text, ""));
-    wire += from_client(opcode::continuation, "", false);
-    wire += from_client(opcode::continuation, "", false); // the 11th: 154 > 140
+    wire += from_client(opcode::continuation, "", fin_bit::clear);
+    wire += from_client(opcode::continuation, "", fin_bit::clear); // the 11th: 154 > 140
     const auto over = run_every_split(role::server, wire, options);
     REQUIRE(over.events.size() == 1);
     CHECK(over.events[0].error == error::too_many_fragments);
@@ -555,7 +536,8 @@ TEST_CASE("RFC 6455 10.4: the default limits admit Autobahn 9.3.1 (4 MiB in 64-b
     std::size_t frames = 0;
     for (std::size_t at = 0; at <= payload.size(); at += 64, ++frames)
         wire += from_client(at == 0 ? opcode::text : opcode::continuation,
-                            std::string_view(payload).substr(at, 64), at == payload.size());
+                            std::string_view(payload).substr(at, 64),
+                            (at == payload.size() ? fin_bit::set : fin_bit::clear));
     CHECK(frames == 65537);
     const auto fragmented = run(role::server, wire, {});
     REQUIRE(fragmented.events.size() == 1);
@@ -684,9 +666,9 @@ TEST_CASE("A single-frame message in one read is delivered without a copy", "[se
 TEST_CASE("Partial delivery: start, data and end carry the whole message", "[session]") {
     session_options options;
     options.deliver_partial_messages = true;
-    const std::string wire = from_client(opcode::text, "Hel", false) +
+    const std::string wire = from_client(opcode::text, "Hel", fin_bit::clear) +
                              from_client(opcode::ping, "") +
-                             from_client(opcode::continuation, "lo", true);
+                             from_client(opcode::continuation, "lo", fin_bit::set);
     const auto out = run_every_split(role::server, wire, options);
     const auto merged = merge_pieces(out.events);
     REQUIRE(merged.size() == 4);
@@ -762,8 +744,8 @@ TEST_CASE("RFC 7692 6.1: RSV bits are never accepted on control frames, even whe
           "[session]") {
     session_options deflate;
     deflate.reserved_bits.rsv1 = true;
-    const auto out =
-        run_every_split(role::server, frame(opcode::ping, "x", true, true, 0x40), deflate);
+    const auto out = run_every_split(
+        role::server, frame(opcode::ping, "x", masking::client, fin_bit::set, 0x40), deflate);
     REQUIRE(out.events.size() == 1);
     CHECK(out.events[0].error == error::reserved_bits);
     CHECK(out.events[0].code == 1002);

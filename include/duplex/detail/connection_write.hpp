@@ -108,15 +108,18 @@ std::string connection<Transport, UserData>::with_header_room(std::string_view p
     return framed;
 }
 
-// The header of a whole message, from the session; on failure the message's cost goes back to
-// the send buffer. Nothing is framed once the connection is past open.
+// The header of a whole message, from the session, and its body: the payload itself, or the
+// session's compressed bytes (permessage-deflate), valid until the session's next send. On
+// failure the message's cost goes back to the send buffer. Nothing is framed once the
+// connection is past open.
 template <class Transport, class UserData>
 std::error_code
 connection<Transport, UserData>::prepare_frame(opcode type, std::string_view payload,
-                                               std::size_t cost, protocol::frame_prefix& prefix) {
+                                               std::size_t cost, protocol::frame_prefix& prefix,
+                                               std::string_view& body) {
     const std::error_code ec = phase_ != phase::open
                                    ? make_error_code(error::closed)
-                                   : session_.prepare_send(type, payload, true, prefix);
+                                   : session_.prepare_message(type, payload, prefix, body);
     if (ec) unbuffer(cost);
     return ec;
 }
@@ -125,16 +128,18 @@ template <class Transport, class UserData>
 void connection<Transport, UserData>::queue_message(opcode type, std::string framed,
                                                     std::size_t cost, done_handler done) {
     constexpr std::size_t room = protocol::max_frame_header_size;
-    char* const payload_start = &framed[room];
-    const std::string_view payload(payload_start, framed.size() - room);
+    const std::string_view payload(&framed[room], framed.size() - room);
     protocol::frame_prefix prefix;
-    if (const auto ec = prepare_frame(type, payload, cost, prefix)) {
+    std::string_view body;
+    if (const auto ec = prepare_frame(type, payload, cost, prefix, body)) {
         if (done) done(ec);
         return;
     }
+    // Compressed: the frame is the header and the compressed bytes, in a buffer of their own.
+    if (body.data() != payload.data()) framed = with_header_room(body);
     const std::size_t offset = room - prefix.size;
     std::memcpy(&framed[offset], prefix.bytes, prefix.size);
-    if (prefix.masked) protocol::apply_mask(payload_start, payload.size(), prefix.key);
+    if (prefix.masked) protocol::apply_mask(&framed[room], body.size(), prefix.key);
     queue_.push_owned(std::move(framed), offset, cost, std::move(done));
     note_sent();
 }
@@ -162,18 +167,19 @@ template <class Transport, class UserData>
 void connection<Transport, UserData>::append_message(opcode type, std::string_view payload,
                                                      std::size_t cost) {
     protocol::frame_prefix prefix;
-    if (prepare_frame(type, payload, cost, prefix)) return;
+    std::string_view body;
+    if (prepare_frame(type, payload, cost, prefix, body)) return;
     const std::string_view header(reinterpret_cast<const char*>(prefix.bytes), prefix.size);
-    if (transport_writes_now && !prefix.masked && payload.size() >= min_borrowed_size &&
-        is_unparsed_input(payload)) {
+    if (transport_writes_now && !prefix.masked && body.data() == payload.data() &&
+        payload.size() >= min_borrowed_size && is_unparsed_input(payload)) {
         // Echoing or forwarding what this read delivered: the payload is written from where it
         // was read (flush runs before process_input lets go of those bytes), and copied only if
         // the socket does not take it at once.
         queue_.push_borrowed(header, payload, cost);
         return note_sent();
     }
-    char* copy = queue_.append(header, payload, cost);
-    if (prefix.masked) protocol::apply_mask(copy, payload.size(), prefix.key);
+    char* copy = queue_.append(header, body, cost);
+    if (prefix.masked) protocol::apply_mask(copy, body.size(), prefix.key);
     note_sent();
 }
 
