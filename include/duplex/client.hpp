@@ -50,7 +50,8 @@ struct client_options {
     bool tcp_no_delay = true;
     // permessage-deflate (RFC 7692): offered when enabled and built with duplex::deflate. What
     // the server agrees to goes to connection.protocol.deflate: compressed messages received are
-    // inflated (bounded by max_message_size); messages are sent uncompressed for now.
+    // inflated (bounded by max_message_size), and messages sent of at least
+    // connection.protocol.compression.threshold bytes are compressed.
     protocol::deflate_client_options deflate{};
 };
 

@@ -71,7 +71,8 @@ struct server_options {
     // permessage-deflate (RFC 7692): accepted when enabled and built with duplex::deflate (off
     // by default: a compressor costs up to ~300 KiB per connection with context takeover).
     // What was agreed goes to connection.protocol.deflate: compressed messages received are
-    // inflated (bounded by max_message_size); messages are sent uncompressed for now.
+    // inflated (bounded by max_message_size), and messages sent of at least
+    // connection.protocol.compression.threshold bytes are compressed (broadcasts are not yet).
     protocol::deflate_server_options deflate{};
 };
 
