@@ -101,8 +101,12 @@ struct upgrade_decision {
     bool accepted = true;
     std::string subprotocol; // one of the offered, or "" for none
     header_list headers;     // extra response headers (101 or refusal)
-    int status = 403;        // when refused
-    std::string body;        // when refused
+    // false: no permessage-deflate on this connection even when server_options::deflate
+    // enables it and the client offers it (a subprotocol whose payloads are compressed
+    // already, a client that should not cost a compressor's memory).
+    bool deflate = true;
+    int status = 403; // when refused
+    std::string body; // when refused
 
     static upgrade_decision accept(std::string subprotocol = {}) {
         upgrade_decision d;
@@ -354,6 +358,7 @@ private:
                 protocol::accept_options accept;
                 accept.subprotocol = decision.subprotocol;
                 accept.extra_headers = decision.headers;
+                accept.deflate = decision.deflate;
                 return upgrade(hs.accept(accept));
             }
             if (hs.has_request() && !hs.is_upgrade()) {
@@ -380,6 +385,7 @@ private:
             protocol::accept_options accept;
             accept.subprotocol = decision.subprotocol;
             accept.extra_headers = decision.headers;
+            accept.deflate = decision.deflate;
             upgrade(hs.accept(accept));
         }
 

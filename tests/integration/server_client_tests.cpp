@@ -17,6 +17,7 @@
 #include <asio/read_until.hpp>
 #include <asio/use_future.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -465,6 +466,44 @@ TEST_CASE("RFC 7692 7.2.1: with deflate agreed, a server compresses a message at
     const std::size_t short_at = answer.rfind("short");
     CHECK(answer.substr(short_at - 2, 2) == "\x81\x05");
     CHECK(frames[2].is(opcode::close));
+#endif
+}
+
+TEST_CASE("RFC 7692 5: on_upgrade can decline permessage-deflate for one connection (a "
+          "subprotocol whose payloads are compressed already) and keep it for others",
+          "[integration][deflate]") {
+#ifndef DUPLEX_ENABLE_DEFLATE
+    DUPLEX_SKIP("built without zlib (duplex::deflate)");
+#else
+    io_runner runner;
+    duplex::server_options options;
+    options.deflate.enabled = true;
+    tcp_server server(runner.io, options);
+    server.handlers().on_upgrade = [](const duplex::request_info& req, auto&) {
+        const auto& offered = req.upgrade->subprotocols;
+        const bool precompressed =
+            std::find(offered.begin(), offered.end(), "zipped") != offered.end();
+        auto decision = duplex::upgrade_decision::accept(precompressed ? "zipped" : "");
+        decision.deflate = !precompressed;
+        return decision;
+    };
+    listen_or_fail(server);
+    auto answer_to = [&](const std::string& extra_headers) {
+        raw_peer raw(server.port());
+        std::string request = valid_upgrade;
+        request.insert(request.size() - 2, extra_headers);
+        raw.send(request + close_frame(1000, masking::client));
+        const std::string answer = raw.read_all();
+        return answer.substr(0, answer.find("\r\n\r\n") + 4);
+    };
+    const std::string offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    const std::string declined = answer_to(offer + "Sec-WebSocket-Protocol: zipped\r\n");
+    CHECK(declined.rfind("HTTP/1.1 101 ", 0) == 0);
+    CHECK(declined.find("Sec-WebSocket-Protocol: zipped\r\n") != std::string::npos);
+    CHECK(declined.find("Sec-WebSocket-Extensions") == std::string::npos);
+    const std::string agreed = answer_to(offer);
+    CHECK(agreed.rfind("HTTP/1.1 101 ", 0) == 0);
+    CHECK(agreed.find("Sec-WebSocket-Extensions: permessage-deflate\r\n") != std::string::npos);
 #endif
 }
 

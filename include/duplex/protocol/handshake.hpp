@@ -123,6 +123,9 @@ struct accept_options {
     std::string subprotocol; // must be one of the offered, else it is not sent
     std::string extensions;  // Sec-WebSocket-Extensions response value; empty = none
     std::vector<std::pair<std::string, std::string>> extra_headers;
+    // false: do not agree to permessage-deflate on this connection, even when the server
+    // enables it and the client offers it (payloads that are compressed already, say).
+    bool deflate = true;
 };
 
 // The 101 response (RFC 6455 section 4.2.2 item 5). Extra headers that the handshake
@@ -304,7 +307,9 @@ public:
         for (const auto offered : upgrade_.subprotocols) {
             if (offered == opts.subprotocol) subprotocol_ = offered;
         }
-        if (auto agreed = negotiate_deflate(upgrade_.extensions, options_.deflate)) {
+        auto agreed =
+            opts.deflate ? negotiate_deflate(upgrade_.extensions, options_.deflate) : std::nullopt;
+        if (agreed) {
             // Ours first; an application's own extensions (never permessage-deflate when
             // deflate is enabled) follow.
             std::string value = format_extensions({agreed->response});
