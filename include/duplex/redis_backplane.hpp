@@ -659,8 +659,8 @@ private:
                 redis::resp_value value;
                 for (;;) {
                     const auto status = s->parser.parse(input, value);
-                    if (status == redis::resp_status::failed) return self->fail(s->parser.error());
-                    if (status == redis::resp_status::need_more) break;
+                    if (status == protocol::progress::failed) return self->fail(s->parser.error());
+                    if (status == protocol::progress::need_more) break;
                     if (!self->on_value(s, value)) return;
                     if (s->closed) return;
                 }

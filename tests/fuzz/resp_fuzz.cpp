@@ -45,13 +45,13 @@ outcome parse_pieces(const std::vector<std::string_view>& pieces) {
     for (std::string_view piece : pieces) {
         resp_value v;
         for (;;) {
-            const resp_status status = parser.parse(piece, v);
-            if (status == resp_status::done) {
+            const duplex::protocol::progress status = parser.parse(piece, v);
+            if (status == duplex::protocol::progress::done) {
                 out.values.push_back(std::move(v));
                 v = {};
                 continue;
             }
-            if (status == resp_status::failed) {
+            if (status == duplex::protocol::progress::failed) {
                 check(parser.failed(), "failed status without an error");
                 out.error = parser.error();
                 return out;

@@ -35,11 +35,11 @@ outcome feed(std::string_view wire, const std::vector<std::size_t>& cuts, resp_l
         resp_value v;
         for (;;) {
             const auto status = parser.parse(chunk, v);
-            if (status == resp_status::done) {
+            if (status == duplex::protocol::progress::done) {
                 result.values.push_back(v);
                 continue;
             }
-            if (status == resp_status::failed) {
+            if (status == duplex::protocol::progress::failed) {
                 result.error = parser.error();
                 return result;
             }
@@ -165,14 +165,14 @@ TEST_CASE("RESP: the values before a malformed one are delivered, then the parse
     resp_parser parser;
     std::string_view in = "+one\r\n?bad\r\n+two\r\n";
     resp_value v;
-    REQUIRE(parser.parse(in, v) == resp_status::done);
+    REQUIRE(parser.parse(in, v) == duplex::protocol::progress::done);
     CHECK(v == str(resp_type::simple_string, "one"));
-    CHECK(parser.parse(in, v) == resp_status::failed);
+    CHECK(parser.parse(in, v) == duplex::protocol::progress::failed);
     CHECK(parser.error() == resp_errc::bad_type);
     std::string_view more = "+three\r\n";
-    CHECK(parser.parse(more, v) == resp_status::failed);
+    CHECK(parser.parse(more, v) == duplex::protocol::progress::failed);
     parser.reset();
-    CHECK(parser.parse(more, v) == resp_status::done);
+    CHECK(parser.parse(more, v) == duplex::protocol::progress::done);
     CHECK(v == str(resp_type::simple_string, "three"));
 }
 

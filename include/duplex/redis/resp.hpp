@@ -10,7 +10,7 @@
 //   duplex::redis::resp_parser parser;
 //   std::string_view input = bytes_just_read;
 //   duplex::redis::resp_value value;
-//   while (parser.parse(input, value) == duplex::redis::resp_status::done) use(value);
+//   while (parser.parse(input, value) == duplex::protocol::progress::done) use(value);
 //   if (parser.failed()) drop_the_connection(parser.error());
 //
 // Supported: every RESP2 type, and the RESP3 types null, double, boolean, blob error,
@@ -22,6 +22,8 @@
 // Commands go out as RESP arrays of bulk strings (append_command), which every Redis
 // version accepts and which carry any bytes.
 #pragma once
+
+#include "../protocol/progress.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -152,8 +154,6 @@ struct resp_limits {
     std::size_t max_depth = 32;                   // aggregates inside aggregates
 };
 
-enum class resp_status { need_more, done, failed };
-
 class resp_parser {
 public:
     explicit resp_parser(resp_limits limits = {}) : limits_(limits) {}
@@ -163,8 +163,8 @@ public:
     // of `input` is consumed (partial lines and strings are kept) and the result is
     // `need_more`. After `failed` the parser stays failed (error() says why); the stream
     // cannot be resynchronised, so the connection must be dropped.
-    resp_status parse(std::string_view& input, resp_value& out) {
-        if (error_) return resp_status::failed;
+    protocol::progress parse(std::string_view& input, resp_value& out) {
+        if (error_) return protocol::progress::failed;
         while (!input.empty()) {
             bool complete = false;
             if (phase_ == phase::header) {
@@ -172,14 +172,14 @@ public:
             } else {
                 complete = read_bulk(input);
             }
-            if (error_) return resp_status::failed;
+            if (error_) return protocol::progress::failed;
             if (complete && !pending_.empty()) {
                 out = std::move(pending_.back());
                 pending_.clear();
-                return resp_status::done;
+                return protocol::progress::done;
             }
         }
-        return resp_status::need_more;
+        return protocol::progress::need_more;
     }
 
     bool failed() const noexcept { return static_cast<bool>(error_); }
