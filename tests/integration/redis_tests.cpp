@@ -800,3 +800,210 @@ TEST_CASE("Redis backplane: rediss:// verifies the server's certificate, and wor
     CHECK(got.copy()[0].payload == payload);
 }
 #endif
+
+#if defined(DUPLEX_REDIS_NODE)
+namespace {
+
+// One tests/integration/redis_node.cpp process: commands go to its stdin, and a thread
+// collects the lines it prints.
+class node_process {
+public:
+    node_process(const std::string& url, const std::string& name) : name_(name) {
+        std::vector<std::string> args{DUPLEX_REDIS_NODE,   "--redis", url, "--name", name,
+                                      "--presence-ttl-ms", "1500"};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int in[2];
+        int out[2];
+        if (::pipe(in) != 0 || ::pipe(out) != 0) return;
+        pid_ = ::fork();
+        if (pid_ == 0) {
+#if defined(__linux__)
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            ::close(in[0]);
+            ::close(in[1]);
+            ::close(out[0]);
+            ::close(out[1]);
+            ::execv(argv[0], argv.data());
+            std::_Exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        to_ = in[1];
+        from_ = out[0];
+        reader_ = std::thread([this] { read_lines(); });
+    }
+    ~node_process() {
+        if (to_ >= 0) ::close(to_);
+        kill();
+        if (reader_.joinable()) reader_.join();
+        if (from_ >= 0) ::close(from_);
+    }
+
+    const std::string& name() const { return name_; }
+    bool running() const { return pid_ > 0; }
+
+    void send(const std::string& command) {
+        const std::string line = command + "\n";
+        if (to_ >= 0)
+            CHECK(::write(to_, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+    }
+
+    // SIGKILL: a crash; no goodbye reaches Redis.
+    void kill() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+    std::vector<std::string> lines() {
+        std::lock_guard<std::mutex> lock(m_);
+        return lines_;
+    }
+    std::size_t count(const std::string& prefix) {
+        std::lock_guard<std::mutex> lock(m_);
+        return static_cast<std::size_t>(
+            std::count_if(lines_.begin(), lines_.end(),
+                          [&](const auto& l) { return l.compare(0, prefix.size(), prefix) == 0; }));
+    }
+    // The last line that starts with `prefix`, or empty.
+    std::string last(const std::string& prefix) {
+        std::lock_guard<std::mutex> lock(m_);
+        for (auto it = lines_.rbegin(); it != lines_.rend(); ++it)
+            if (it->compare(0, prefix.size(), prefix) == 0) return *it;
+        return {};
+    }
+
+private:
+    void read_lines() {
+        std::string partial;
+        char buffer[4096];
+        for (;;) {
+            const ssize_t n = ::read(from_, buffer, sizeof buffer);
+            if (n <= 0) return;
+            partial.append(buffer, static_cast<std::size_t>(n));
+            std::size_t at = 0;
+            for (std::size_t lf; (lf = partial.find('\n', at)) != std::string::npos; at = lf + 1) {
+                std::lock_guard<std::mutex> lock(m_);
+                lines_.push_back(partial.substr(at, lf - at));
+            }
+            partial.erase(0, at);
+        }
+    }
+
+    std::string name_;
+    pid_t pid_ = -1;
+    int to_ = -1;
+    int from_ = -1;
+    std::thread reader_;
+    std::mutex m_;
+    std::vector<std::string> lines_;
+};
+
+// The numbers a node received from `publisher`, in the order it received them.
+std::vector<long> received_from(node_process& node, const std::string& publisher) {
+    std::vector<long> numbers;
+    const std::string prefix = "got " + publisher + " ";
+    for (const auto& line : node.lines())
+        if (line.compare(0, prefix.size(), prefix) == 0)
+            numbers.push_back(std::strtol(line.c_str() + prefix.size(), nullptr, 10));
+    return numbers;
+}
+
+// 0, 1, ..., n - 1: everything, once, in publish order.
+bool is_sequence(const std::vector<long>& numbers, std::size_t n) {
+    if (numbers.size() != n) return false;
+    for (std::size_t i = 0; i < n; ++i)
+        if (numbers[i] != static_cast<long>(i)) return false;
+    return true;
+}
+
+// The presence list a node reports now ("presence a b c").
+std::string ask_presence(node_process& node) {
+    const std::size_t before = node.count("presence");
+    node.send("presence");
+    if (!wait_for([&] { return node.count("presence") > before; }, 10s)) return "no answer";
+    return node.last("presence");
+}
+
+} // namespace
+
+TEST_CASE("Redis backplane: three OS processes share a room, and when one is killed the others "
+          "keep delivering and its presence expires",
+          "[redis][processes]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+
+    std::vector<std::unique_ptr<node_process>> nodes;
+    for (const char* name : {"a", "b", "c"})
+        nodes.push_back(std::make_unique<node_process>(server.url(), name));
+    for (auto& n : nodes) {
+        INFO("process " << n->name());
+        REQUIRE(n->running());
+        REQUIRE(wait_for([&] { return n->count("ready") == 1; }));
+    }
+    auto& a = *nodes[0];
+    auto& b = *nodes[1];
+    auto& c = *nodes[2];
+    CHECK(ask_presence(a) == "presence a b c");
+
+    // Every process publishes at once, as fast as it can.
+    constexpr std::size_t first = 300;
+    for (auto& n : nodes) n->send("publish " + std::to_string(first) + " 0");
+    for (auto& n : nodes) {
+        for (auto& from : nodes) {
+            if (from == n) continue;
+            INFO(n->name() << " from " << from->name());
+            REQUIRE(wait_for([&] { return received_from(*n, from->name()).size() >= first; }));
+            CHECK(is_sequence(received_from(*n, from->name()), first));
+        }
+    }
+
+    // c streams until it is killed; a and b publish throughout and after.
+    c.send("publish 1000000 200");
+    a.send("publish 300 2000");
+    b.send("publish 300 2000");
+    REQUIRE(wait_for([&] { return received_from(a, "c").size() >= first + 100; }));
+    c.kill();
+    a.send("publish 200 0");
+    b.send("publish 200 0");
+    constexpr std::size_t total = first + 300 + 200;
+    for (auto* n : {&a, &b}) {
+        auto& other = n == &a ? b : a;
+        INFO(n->name() << " from " << other.name());
+        REQUIRE(wait_for([&] { return received_from(*n, other.name()).size() >= total; }));
+        CHECK(is_sequence(received_from(*n, other.name()), total));
+        // What the killed process got out before it died arrived whole and in order, with no
+        // gap: a prefix of what it published.
+        const auto from_c = received_from(*n, "c");
+        CHECK(from_c.size() > first);
+        CHECK(is_sequence(from_c, from_c.size()));
+    }
+
+    // Nobody ever got its own messages back.
+    for (auto& n : nodes) {
+        INFO("process " << n->name());
+        CHECK(received_from(*n, n->name()).empty());
+    }
+
+    // c's presence entry is no longer refreshed: it expires (TTL 1.5 s), a and b stay.
+    std::string now;
+    CHECK(wait_for(
+        [&] {
+            now = ask_presence(b);
+            return now == "presence a b";
+        },
+        20s));
+    CHECK(now == "presence a b");
+    CHECK(ask_presence(a) == "presence a b");
+    a.send("quit");
+    b.send("quit");
+}
+#endif
