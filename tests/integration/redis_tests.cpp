@@ -1049,7 +1049,11 @@ TEST_CASE("Redis backplane: presence entries come back after a Redis restart",
     REQUIRE(server.start());
     io_threads io;
 
-    redis_backplane a(io.io.get_executor(), quick_options(server.url()));
+    auto a_options = quick_options(server.url());
+    // No periodic refresh within the test: only the re-add on coming up can list alice again.
+    a_options.presence_refresh = 1h;
+    a_options.presence_ttl = 1h;
+    redis_backplane a(io.io.get_executor(), a_options);
     redis_backplane b(io.io.get_executor(), quick_options(server.url()));
     a.presence_add("lobby", "alice");
     REQUIRE(wait_for([&] { return a.state() == redis_state::up && b.state() == redis_state::up; }));
@@ -1111,4 +1115,32 @@ TEST_CASE("Redis backplane: a publish written but unanswered when the connection
     int in_flight = 0;
     for (const auto& m : got.copy()) in_flight += m.payload == "in flight" ? 1 : 0;
     CHECK(in_flight <= 1);
+}
+
+TEST_CASE("Redis backplane: a presence_add dropped from the full queue is repaired on coming up",
+          "[redis][presence]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary); // started below
+    io_threads io;
+
+    auto options = quick_options(server.url());
+    options.max_queued_messages = 1;
+    // No periodic refresh within the test: only the re-add on coming up can list alice.
+    options.presence_refresh = 1h;
+    options.presence_ttl = 1h;
+    redis_backplane a(io.io.get_executor(), options);
+    const auto node = a.attach([](const duplex::backplane_message&) {});
+    REQUIRE(wait_for([&] { return a.state() == redis_state::down; }));
+    a.presence_add("lobby", "alice");
+    a.publish(make_message(node, "lobby", "pushes the ZADD out of the queue"));
+    CHECK(a.counters().drops == 1);
+
+    REQUIRE(server.start());
+    redis_backplane b(io.io.get_executor(), quick_options(server.url()));
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up && b.state() == redis_state::up; }));
+    std::error_code ec;
+    CHECK(wait_for([&] {
+        const auto members = members_of(b, "lobby", ec);
+        return !ec && lists(members, "alice");
+    }));
 }
