@@ -32,6 +32,7 @@
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -817,6 +818,10 @@ public:
         int in[2];
         int out[2];
         if (::pipe(in) != 0 || ::pipe(out) != 0) return;
+        // The test's own ends stay out of the other nodes started later: a node whose stdin
+        // another node also held open would never see it close.
+        ::fcntl(in[1], F_SETFD, FD_CLOEXEC);
+        ::fcntl(out[0], F_SETFD, FD_CLOEXEC);
         pid_ = ::fork();
         if (pid_ == 0) {
 #if defined(__linux__)
