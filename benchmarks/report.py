@@ -524,6 +524,20 @@ def image(drawn, name, alt):
     return f"\n![{alt}](benchmarks/{name}.png)\n" if name in drawn else ""
 
 
+def redis_section(results_dir):
+    """redis_fanout's tables (fan-out, ramp, channel layouts) as run.sh saved them."""
+    path = os.path.join(results_dir, "redis.md")
+    if not os.path.exists(path):
+        return ("Not measured in this run: `redis_fanout` was not built, `redis-server` is not "
+                "installed, or the run failed (see `redis.err` beside the results).")
+    with open(path) as f:
+        tables = [t.strip() for t in f.read().strip().split("\n\n") if t.strip()]
+    titles = ["### Fan-out: Redis against in-process rooms",
+              "### Ramp: publishes per second until something gives",
+              "### Channel layouts: a channel per room against one channel"]
+    return "\n\n".join(f"{title}\n\n{table}" for title, table in zip(titles, tables))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results")
@@ -618,6 +632,7 @@ def main():
         "micro": micro_text,
         "micro_flavours": flavour_table(os.path.join(args.results, "flavours")),
         "commands": commands,
+        "redis": redis_section(args.results),
     }
     with open(args.template) as f:
         page = f.read()

@@ -17,7 +17,8 @@
 #                             into the build directory instead of docs/ unless told otherwise
 #   DUPLEX_BENCH_ROUNDS=N     rounds (default 3)
 #   DUPLEX_BENCH_SERVERS="tcp duplex ..."  a subset of: tcp duplex duplex2 beast websocketpp node
-#   DUPLEX_BENCH_SCENARIOS="echo-small ..." a subset (names in the scenario list below)
+#   DUPLEX_BENCH_SCENARIOS="echo-small ..." a subset (names in the scenario list below, and
+#                             "redis" for redis_fanout, which needs redis-server)
 #   DUPLEX_BENCH_BUILD=DIR    build directory (default build/bench)
 #   DUPLEX_BENCH_JOBS=N       parallel compile jobs (default: every core)
 #   DUPLEX_BENCH_DOC=FILE     the page to write (default docs/benchmarks.md)
@@ -80,7 +81,7 @@ fi
 # ---- dependencies ------------------------------------------------------------------------------
 
 packages=(cmake ninja-build g++ libasio-dev libbenchmark-dev libboost-dev libwebsocketpp-dev
-    gnuplot-nox python3)
+    gnuplot-nox python3 redis-server)
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
@@ -294,6 +295,49 @@ if [ -x "$echo_server" ] && [ -z "${DUPLEX_BENCH_SERVERS:-}" ] && command -v ope
     done
     rm -rf "$tls_dir"
 fi
+
+# ---- rooms across processes through Redis ------------------------------------------------------
+
+# redis_fanout against a redis-server of our own on a free port, Redis pinned to the server's
+# core and the benchmark (its publisher and every receiving node) to the generator's: fan-out
+# against in-process rooms, a publish rate ramped until Redis or the receivers saturate, and the
+# two channel layouts. One run, not rounds: the ramp alone is a series of runs.
+redis_server_bin=$(command -v redis-server || true)
+if [ -x "$bin/redis_fanout" ] && [ -n "$redis_server_bin" ] && [ -z "${DUPLEX_BENCH_SERVERS:-}" ] &&
+    { [ -z "${DUPLEX_BENCH_SCENARIOS:-}" ] || [[ " $DUPLEX_BENCH_SCENARIOS " == *" redis "* ]]; }; then
+    if [ "$quick" = 1 ]; then
+        redis_args="--nodes 4 --messages 5000 --size 64 --duration 0.3"
+    else
+        redis_args="--nodes 4 --messages 100000 --size 64 --duration 2"
+    fi
+    redis_dir=$(mktemp -d)
+    redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    echo "  redis: taskset -c $server_core redis-server --port PORT --save '' --appendonly no;" \
+        "taskset -c $generator_core $bin/redis_fanout --redis redis://127.0.0.1:PORT/0 --mode all $redis_args" \
+        >>"$results/commands.txt"
+    printf '== redis fan-out, ramp and channel layouts (redis-server %s) ' \
+        "$("$redis_server_bin" --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p')"
+    taskset -c "$server_core" "$redis_server_bin" --port "$redis_port" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$redis_dir" --logfile "$redis_dir/redis.log" &
+    redis_pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+        sleep 0.05
+    done
+    # shellcheck disable=SC2086 # a list of words
+    if taskset -c "$generator_core" "$bin/redis_fanout" --redis "redis://127.0.0.1:$redis_port/0" \
+        --mode all $redis_args >"$results/redis.md" 2>"$results/redis.err"; then
+        echo "done"
+    else
+        failures=$((failures + 1))
+        echo "FAILED: $(head -c 300 "$results/redis.err")"
+        rm -f "$results/redis.md"
+    fi
+    kill -KILL "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+    rm -rf "$redis_dir"
+fi
+
 echo "== load runs took $((SECONDS - start)) s, $failures failed"
 
 # ---- the page ----------------------------------------------------------------------------------

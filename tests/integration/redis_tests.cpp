@@ -32,6 +32,7 @@
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -800,3 +801,351 @@ TEST_CASE("Redis backplane: rediss:// verifies the server's certificate, and wor
     CHECK(got.copy()[0].payload == payload);
 }
 #endif
+
+#if defined(DUPLEX_REDIS_NODE)
+namespace {
+
+// One tests/integration/redis_node.cpp process: commands go to its stdin, and a thread
+// collects the lines it prints.
+class node_process {
+public:
+    node_process(const std::string& url, const std::string& name) : name_(name) {
+        std::vector<std::string> args{DUPLEX_REDIS_NODE,   "--redis", url, "--name", name,
+                                      "--presence-ttl-ms", "1500"};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int in[2];
+        int out[2];
+        if (::pipe(in) != 0 || ::pipe(out) != 0) return;
+        // The test's own ends stay out of the other nodes started later: a node whose stdin
+        // another node also held open would never see it close.
+        ::fcntl(in[1], F_SETFD, FD_CLOEXEC);
+        ::fcntl(out[0], F_SETFD, FD_CLOEXEC);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+#if defined(__linux__)
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            ::close(in[0]);
+            ::close(in[1]);
+            ::close(out[0]);
+            ::close(out[1]);
+            ::execv(argv[0], argv.data());
+            std::_Exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        to_ = in[1];
+        from_ = out[0];
+        reader_ = std::thread([this] { read_lines(); });
+    }
+    ~node_process() {
+        if (to_ >= 0) ::close(to_);
+        kill();
+        if (reader_.joinable()) reader_.join();
+        if (from_ >= 0) ::close(from_);
+    }
+
+    const std::string& name() const { return name_; }
+    bool running() const { return pid_ > 0; }
+
+    void send(const std::string& command) {
+        const std::string line = command + "\n";
+        if (to_ >= 0)
+            CHECK(::write(to_, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+    }
+
+    // SIGKILL: a crash; no goodbye reaches Redis.
+    void kill() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+    std::vector<std::string> lines() {
+        std::lock_guard<std::mutex> lock(m_);
+        return lines_;
+    }
+    std::size_t count(const std::string& prefix) {
+        std::lock_guard<std::mutex> lock(m_);
+        return static_cast<std::size_t>(
+            std::count_if(lines_.begin(), lines_.end(),
+                          [&](const auto& l) { return l.compare(0, prefix.size(), prefix) == 0; }));
+    }
+    // The last line that starts with `prefix`, or empty.
+    std::string last(const std::string& prefix) {
+        std::lock_guard<std::mutex> lock(m_);
+        for (auto it = lines_.rbegin(); it != lines_.rend(); ++it)
+            if (it->compare(0, prefix.size(), prefix) == 0) return *it;
+        return {};
+    }
+
+private:
+    void read_lines() {
+        std::string partial;
+        char buffer[4096];
+        for (;;) {
+            const ssize_t n = ::read(from_, buffer, sizeof buffer);
+            if (n <= 0) return;
+            partial.append(buffer, static_cast<std::size_t>(n));
+            std::size_t at = 0;
+            for (std::size_t lf; (lf = partial.find('\n', at)) != std::string::npos; at = lf + 1) {
+                std::lock_guard<std::mutex> lock(m_);
+                lines_.push_back(partial.substr(at, lf - at));
+            }
+            partial.erase(0, at);
+        }
+    }
+
+    std::string name_;
+    pid_t pid_ = -1;
+    int to_ = -1;
+    int from_ = -1;
+    std::thread reader_;
+    std::mutex m_;
+    std::vector<std::string> lines_;
+};
+
+// The numbers a node received from `publisher`, in the order it received them.
+std::vector<long> received_from(node_process& node, const std::string& publisher) {
+    std::vector<long> numbers;
+    const std::string prefix = "got " + publisher + " ";
+    for (const auto& line : node.lines())
+        if (line.compare(0, prefix.size(), prefix) == 0)
+            numbers.push_back(std::strtol(line.c_str() + prefix.size(), nullptr, 10));
+    return numbers;
+}
+
+// 0, 1, ..., n - 1: everything, once, in publish order.
+bool is_sequence(const std::vector<long>& numbers, std::size_t n) {
+    if (numbers.size() != n) return false;
+    for (std::size_t i = 0; i < n; ++i)
+        if (numbers[i] != static_cast<long>(i)) return false;
+    return true;
+}
+
+// The presence list a node reports now ("presence a b c").
+std::string ask_presence(node_process& node) {
+    const std::size_t before = node.count("presence");
+    node.send("presence");
+    if (!wait_for([&] { return node.count("presence") > before; }, 10s)) return "no answer";
+    return node.last("presence");
+}
+
+} // namespace
+
+TEST_CASE("Redis backplane: three OS processes share a room, and when one is killed the others "
+          "keep delivering and its presence expires",
+          "[redis][processes]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+
+    std::vector<std::unique_ptr<node_process>> nodes;
+    for (const char* name : {"a", "b", "c"})
+        nodes.push_back(std::make_unique<node_process>(server.url(), name));
+    for (auto& n : nodes) {
+        INFO("process " << n->name());
+        REQUIRE(n->running());
+        REQUIRE(wait_for([&] { return n->count("ready") == 1; }));
+    }
+    auto& a = *nodes[0];
+    auto& b = *nodes[1];
+    auto& c = *nodes[2];
+    CHECK(ask_presence(a) == "presence a b c");
+
+    // Every process publishes at once, as fast as it can.
+    constexpr std::size_t first = 300;
+    for (auto& n : nodes) n->send("publish " + std::to_string(first) + " 0");
+    for (auto& n : nodes) {
+        for (auto& from : nodes) {
+            if (from == n) continue;
+            INFO(n->name() << " from " << from->name());
+            REQUIRE(wait_for([&] { return received_from(*n, from->name()).size() >= first; }));
+            CHECK(is_sequence(received_from(*n, from->name()), first));
+        }
+    }
+
+    // c streams until it is killed; a and b publish throughout and after.
+    c.send("publish 1000000 200");
+    a.send("publish 300 2000");
+    b.send("publish 300 2000");
+    REQUIRE(wait_for([&] { return received_from(a, "c").size() >= first + 100; }));
+    c.kill();
+    a.send("publish 200 0");
+    b.send("publish 200 0");
+    constexpr std::size_t total = first + 300 + 200;
+    for (auto* n : {&a, &b}) {
+        auto& other = n == &a ? b : a;
+        INFO(n->name() << " from " << other.name());
+        REQUIRE(wait_for([&] { return received_from(*n, other.name()).size() >= total; }));
+        CHECK(is_sequence(received_from(*n, other.name()), total));
+        // What the killed process got out before it died arrived whole and in order, with no
+        // gap: a prefix of what it published.
+        const auto from_c = received_from(*n, "c");
+        CHECK(from_c.size() > first);
+        CHECK(is_sequence(from_c, from_c.size()));
+    }
+
+    // Nobody ever got its own messages back.
+    for (auto& n : nodes) {
+        INFO("process " << n->name());
+        CHECK(received_from(*n, n->name()).empty());
+    }
+
+    // c's presence entry is no longer refreshed: it expires (TTL 1.5 s), a and b stay.
+    std::string now;
+    CHECK(wait_for(
+        [&] {
+            now = ask_presence(b);
+            return now == "presence a b";
+        },
+        20s));
+    CHECK(now == "presence a b");
+    CHECK(ask_presence(a) == "presence a b");
+    a.send("quit");
+    b.send("quit");
+}
+#endif
+
+TEST_CASE("Redis backplane: rooms deliver to their local members while Redis is away", "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary); // never started: nothing listens on its port
+    io_threads io;
+    using memory = duplex::transport::memory;
+    using mem_connection = duplex::connection<memory>;
+
+    auto plane =
+        std::make_shared<redis_backplane>(io.io.get_executor(), quick_options(server.url()));
+    duplex::rooms<mem_connection> rooms({}, plane);
+    duplex::connection_options quiet;
+    quiet.ping_interval = 0ms;
+    auto [server_end, client_end] = memory::make_pair(io.io.get_executor());
+    auto member = std::make_shared<mem_connection>(std::move(server_end),
+                                                   duplex::protocol::role::server, quiet);
+    auto reader = std::make_shared<mem_connection>(std::move(client_end),
+                                                   duplex::protocol::role::client, quiet);
+    recorder got;
+    duplex::connection_handlers<mem_connection> h;
+    h.on_message = [&got](auto&, const duplex::message_view& m) {
+        got.add(make_message(0, "", std::string(m.data), m.type));
+    };
+    member->start({});
+    reader->start(std::move(h));
+    REQUIRE(rooms.join(member, "news"));
+    REQUIRE(wait_for([&] { return plane->state() == redis_state::down; }));
+
+    rooms.publish("news", duplex::opcode::text, "local, Redis or not");
+    REQUIRE(wait_for([&] { return got.size() >= 1; }));
+    CHECK(got.copy()[0].payload == "local, Redis or not");
+    CHECK(plane->state() != redis_state::up);
+    member->close();
+}
+
+TEST_CASE("Redis backplane: presence entries come back after a Redis restart",
+          "[redis][presence]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    auto a_options = quick_options(server.url());
+    // No periodic refresh within the test: only the re-add on coming up can list alice again.
+    a_options.presence_refresh = 1h;
+    a_options.presence_ttl = 1h;
+    redis_backplane a(io.io.get_executor(), a_options);
+    redis_backplane b(io.io.get_executor(), quick_options(server.url()));
+    a.presence_add("lobby", "alice");
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up && b.state() == redis_state::up; }));
+    std::error_code ec;
+    REQUIRE(wait_for([&] { return lists(members_of(b, "lobby", ec), "alice"); }));
+
+    // No persistence: the restarted Redis is empty, until a re-adds its entries on coming up.
+    server.stop();
+    REQUIRE(wait_for([&] { return a.state() != redis_state::up; }));
+    REQUIRE(server.start());
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up && b.state() == redis_state::up; }));
+    CHECK(wait_for([&] {
+        const auto members = members_of(b, "lobby", ec);
+        return !ec && lists(members, "alice");
+    }));
+}
+
+TEST_CASE("Redis backplane: a publish written but unanswered when the connection fails is "
+          "counted as unconfirmed and not sent again",
+          "[redis]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary);
+    REQUIRE(server.start());
+    io_threads io;
+
+    recorder got, states;
+    auto options = quick_options(server.url(), &states);
+    options.ping_interval = 200ms;
+    redis_backplane publisher(io.io.get_executor(), options);
+    redis_backplane subscriber(io.io.get_executor(), quick_options(server.url()));
+    const auto from = publisher.attach([](const duplex::backplane_message&) {});
+    const auto to = subscriber.attach([&](const duplex::backplane_message& m) { got.add(m); });
+    subscriber.subscribe(to, "r");
+    REQUIRE(wait_for([&] { return publisher.state() == redis_state::up; }));
+    REQUIRE(wait_for([&] {
+        return subscriber.state() == redis_state::up && subscriber.counters().channels == 2;
+    }));
+
+    // Frozen, Redis takes the PUBLISH into its socket buffer and answers nothing.
+    server.freeze();
+    publisher.publish(make_message(from, "r", "in flight"));
+    REQUIRE(wait_for([&] { return states.saw(redis_state::down, asio::error::timed_out); }));
+    CHECK(publisher.counters().unconfirmed == 1);
+    server.thaw();
+    REQUIRE(wait_for([&] { return publisher.state() == redis_state::up; }));
+    REQUIRE(wait_for([&] {
+        return subscriber.state() == redis_state::up && subscriber.counters().channels == 2;
+    }));
+    publisher.publish(make_message(from, "r", "after"));
+    REQUIRE(wait_for([&] {
+        for (const auto& m : got.copy())
+            if (m.payload == "after") return true;
+        return false;
+    }));
+    std::this_thread::sleep_for(100ms);
+    // Redis may have run the frozen PUBLISH when it thawed, but the backplane never wrote it
+    // again: only "after" was acknowledged, and "in flight" arrived at most once.
+    CHECK(publisher.counters().publishes == 1);
+    int in_flight = 0;
+    for (const auto& m : got.copy()) in_flight += m.payload == "in flight" ? 1 : 0;
+    CHECK(in_flight <= 1);
+}
+
+TEST_CASE("Redis backplane: a presence_add dropped from the full queue is repaired on coming up",
+          "[redis][presence]") {
+    REQUIRE_REDIS(binary);
+    redis_server server(binary); // started below
+    io_threads io;
+
+    auto options = quick_options(server.url());
+    options.max_queued_messages = 1;
+    // No periodic refresh within the test: only the re-add on coming up can list alice.
+    options.presence_refresh = 1h;
+    options.presence_ttl = 1h;
+    redis_backplane a(io.io.get_executor(), options);
+    const auto node = a.attach([](const duplex::backplane_message&) {});
+    REQUIRE(wait_for([&] { return a.state() == redis_state::down; }));
+    a.presence_add("lobby", "alice");
+    a.publish(make_message(node, "lobby", "pushes the ZADD out of the queue"));
+    CHECK(a.counters().drops == 1);
+
+    REQUIRE(server.start());
+    redis_backplane b(io.io.get_executor(), quick_options(server.url()));
+    REQUIRE(wait_for([&] { return a.state() == redis_state::up && b.state() == redis_state::up; }));
+    std::error_code ec;
+    CHECK(wait_for([&] {
+        const auto members = members_of(b, "lobby", ec);
+        return !ec && lists(members, "alice");
+    }));
+}
