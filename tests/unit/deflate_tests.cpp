@@ -1016,3 +1016,23 @@ TEST_CASE("RFC 7692 7.2.1: a shared message compresses once per settings, on any
     CHECK(message.compressions() == duplex::shared_message::max_compressed_forms);
     CHECK(duplex::shared_message::binary("").compressed_frame(settings).empty());
 }
+
+TEST_CASE("RFC 7692 7.1.1.1: without context takeover, starting afresh for every message reuses "
+          "the thread's zlib memory instead of allocating it again",
+          "[deflate][send]") {
+    const std::string text(3000, 'q');
+    std::string out;
+    message_deflater deflater(15, true, 6, 8);
+    REQUIRE(deflater.compress(text, out));
+    CHECK_FALSE(deflater.holds_state());
+    // What the compressor freed is kept for its next message (or another one on this thread).
+    const std::size_t held = detail::zlib_block_cache::held();
+    CHECK(held > 0);
+    for (int i = 0; i < 20; ++i) REQUIRE(deflater.compress(text, out));
+    CHECK(detail::zlib_block_cache::held() == held);
+    // And the messages are still whole: each inflates alone.
+    message_inflater inflater(15, true);
+    std::string inflated;
+    REQUIRE_FALSE(inflater.inflate(out.data(), out.size(), true, inflated, 1U << 20));
+    CHECK(inflated == text);
+}
