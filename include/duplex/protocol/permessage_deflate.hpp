@@ -78,7 +78,8 @@ struct stateless_deflate {
 struct deflate_server_options {
     bool enabled = false;
     // Reset our compressor after every message: costs ratio, but no compressor memory is held
-    // between messages. Sent in every response; implied when the client asks for it.
+    // between messages, and a broadcast is compressed once for all such connections instead
+    // of once per connection. Sent in every response; implied when the client asks for it.
     bool server_no_context_takeover = false;
     // Ask the client to reset after every message, so no decompressor memory is held between
     // its messages. Sent in every response (RFC 7692 7.1.1.2 lets a server always send it).
