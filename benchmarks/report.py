@@ -23,6 +23,7 @@ SERVERS = [
     ("tcp", "TCP ceiling", "#999999"),
     ("duplex", "duplex", "#228833"),
     ("duplex_held", "duplex, hold_read_buffer", "#117733"),
+    ("duplex_nctx", "duplex, server_no_context_takeover", "#44aa99"),
     ("duplex2", "duplex, 2 threads", "#66bb55"),
     ("beast", "Boost.Beast", "#4477aa"),
     ("websocketpp", "websocketpp", "#aa3377"),
@@ -193,6 +194,65 @@ def idle_table(results):
         rows.append(f"| {name} | {bytes_text(va)} | {bytes_spread(a, key)} | {ratio(va, beast_plain)} "
                     f"| {bytes_text(vb)} | {bytes_spread(b, key)} | {ratio(vb, beast_touched)} |")
     return "\n".join(rows) + "\n"
+
+
+DEFLATE_ECHO_SCENARIOS = [
+    ("deflate-echo-200", "200 B"),
+    ("deflate-echo-16k", "16 KiB"),
+]
+
+
+def deflate_table(results):
+    """permessage-deflate: compressed echo of JSON-like text (the rate, the rate per second of
+    server CPU and the server CPU per message, what the echoes weighed compressed) and memory
+    per idle connection with deflate negotiated, untouched and after one compressed message."""
+    rows = []
+    head = ("| server | message | messages/s | messages per server CPU-s | server CPU per message "
+            "| ÷ Beast | compressed to |")
+    for scenario, size in DEFLATE_ECHO_SCENARIOS:
+        runs = results.get(scenario, {})
+        beast = runs.get("beast")
+        beast_cpu = beast and beast.median("messages_per_server_cpu_s")
+        for key, name, _ in SERVERS:
+            s = runs.get(key)
+            if not s:
+                continue
+            cpu = s.median("messages_per_server_cpu_s")
+            fraction = s.median("compressed_fraction")
+            rows.append(f"| {name} | {size} | {compact(s.median('messages_per_s'))} "
+                        f"| {compact(cpu)} | {f'{1e6 / cpu:.1f} µs' if cpu else '–'} "
+                        f"| {ratio(cpu, beast_cpu)} "
+                        f"| {f'{100 * fraction:.0f} %' if fraction else '–'} |")
+    text = "\n".join([head, head_rule(head)] + rows) + "\n" if rows else "Not measured in this run.\n"
+    runs = results.get("deflate-broadcast", {})
+    if runs:
+        head = ("| server | deliveries/s | deliveries per server CPU-s | server CPU per delivery "
+                "| lost, late or out of order |")
+        rows = [head, head_rule(head)]
+        for key, name, _ in SERVERS:
+            s = runs.get(key)
+            if not s:
+                continue
+            cpu = s.median("deliveries_per_server_cpu_s")
+            rows.append(f"| {name} | {compact(s.median('deliveries_per_s'))} | {compact(cpu)} "
+                        f"| {f'{1e6 / cpu:.2f} µs' if cpu else '–'} "
+                        f"| {compact(s.median('violations'))} |")
+        text += "\n" + "\n".join(rows) + "\n"
+    plain, touched = results.get("deflate-idle", {}), results.get("deflate-idle-touched", {})
+    if plain or touched:
+        key = "bytes_per_connection"
+        head = ("| server | bytes per idle connection, deflate negotiated | connections "
+                "| after one compressed message | connections |")
+        rows = [head, head_rule(head)]
+        for server, name, _ in SERVERS:
+            a, b = plain.get(server), touched.get(server)
+            if not a and not b:
+                continue
+            count = lambda s: f"{int(s.median('connections')):,}" if s else "–"
+            rows.append(f"| {name} | {bytes_text(a.median(key) if a else None)} | {count(a)} "
+                        f"| {bytes_text(b.median(key) if b else None)} | {count(b)} |")
+        text += "\n" + "\n".join(rows) + "\n"
+    return text
 
 
 def tls_idle_table(results):
@@ -628,6 +688,7 @@ def main():
         "broadcast": broadcast_text,
         "idle": idle_table(results) + image(drawn, "idle", "Memory per idle connection"),
         "idle_tls": tls_idle_table(results),
+        "deflate": deflate_table(results),
         "connect": connect_text,
         "micro": micro_text,
         "micro_flavours": flavour_table(os.path.join(args.results, "flavours")),

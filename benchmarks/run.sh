@@ -16,7 +16,8 @@
 #   DUPLEX_BENCH_QUICK=1      a smoke run of about 3 minutes: tiny durations and counts; writes
 #                             into the build directory instead of docs/ unless told otherwise
 #   DUPLEX_BENCH_ROUNDS=N     rounds (default 3)
-#   DUPLEX_BENCH_SERVERS="tcp duplex ..."  a subset of: tcp duplex duplex2 beast websocketpp node
+#   DUPLEX_BENCH_SERVERS="tcp duplex ..."  a subset of: tcp duplex duplex_held duplex_nctx duplex2
+#                             beast websocketpp node
 #   DUPLEX_BENCH_SCENARIOS="echo-small ..." a subset (names in the scenario list below, and
 #                             "redis" for redis_fanout, which needs redis-server)
 #   DUPLEX_BENCH_BUILD=DIR    build directory (default build/bench)
@@ -51,9 +52,13 @@ generator_core=1
 
 if [ "$quick" = 1 ]; then
     duration=0.5 warmup=0.2 subscribers=500 few_subscribers=200 idle_connections=300
+    deflate_idle_connections=300 deflate_touched_connections=100
     micro_time=0.01
 else
     duration=4 warmup=1 subscribers=10000 few_subscribers=1000 idle_connections=5000
+    # After one compressed message a compressor with context takeover holds ~300 KiB: 1,000
+    # such connections are already 300 MiB in the server and as much in the generator.
+    deflate_idle_connections=10000 deflate_touched_connections=1000
     micro_time=0.2
 fi
 broadcast_args="--size 32 --duration $duration --warmup $warmup"
@@ -69,7 +74,16 @@ scenarios=(
     "idle|idle --connections $idle_connections"
     "idle-touched|idle --connections $idle_connections --touch"
     "connect|connect --concurrency 32 --duration $duration --warmup $warmup"
+    # permessage-deflate: only the servers that take --deflate (see deflate_servers below)
+    "deflate-echo-200|echo $echo_args --size 200 --in-flight 1 --json-like --deflate"
+    "deflate-echo-16k|echo $echo_args --size 16384 --in-flight 1 --json-like --deflate"
+    "deflate-broadcast|broadcast --subscribers $few_subscribers $broadcast_args --size 2048 --json-like --deflate"
+    "deflate-idle|idle --connections $deflate_idle_connections --deflate"
+    "deflate-idle-touched|idle --connections $deflate_touched_connections --deflate --touch --size 2048 --json-like"
 )
+# The servers that take --deflate, and run the deflate-* scenarios with it; duplex_nctx runs
+# only those.
+deflate_servers=" duplex duplex_nctx beast node "
 if [ -n "${DUPLEX_BENCH_SCENARIOS:-}" ]; then
     chosen=()
     for s in "${scenarios[@]}"; do
@@ -117,6 +131,7 @@ all_servers=(
     "tcp|$server_core|$bin/tcp_echo"
     "duplex|$server_core|$bin/duplex_echo"
     "duplex_held|$server_core|$bin/duplex_echo --hold-read-buffer"
+    "duplex_nctx|$server_core|$bin/duplex_echo --no-context-takeover"
     "duplex2|$server_core,$generator_core|$bin/duplex_echo --threads 2"
     "beast|$server_core|$bin/beast_echo"
     "websocketpp|$server_core|$bin/websocketpp_echo"
@@ -178,6 +193,7 @@ start_server() {
         IFS='|' read -r name cores command <<<"$s"
         echo "  $name: taskset -c $cores ${command/$root\//} --port 0"
     done
+    echo "  (deflate-* scenarios: the servers among$deflate_servers, with --deflate)"
     echo "load generator, pinned to core $generator_core, one run per scenario, server and round:"
     for s in "${scenarios[@]}"; do
         echo "  ${s%%|*}: taskset -c $generator_core $bin/wsload ${s#*|} --port PORT --server-pid PID --json"
@@ -232,6 +248,12 @@ for round in $(seq "$rounds"); do
         wsload_args=${scenario#*|}
         for s in "${servers[@]}"; do
             IFS='|' read -r name cores command <<<"$s"
+            if [[ $scenario_name == deflate-* ]]; then
+                [[ $deflate_servers == *" $name "* ]] || continue
+                command="$command --deflate"
+            elif [ "$name" = duplex_nctx ]; then
+                continue
+            fi
             printf '== round %s/%s  %-22s %-12s ' "$round" "$rounds" "$scenario_name" "$name"
             if ! start_server "$cores" "$command"; then
                 failures=$((failures + 1))

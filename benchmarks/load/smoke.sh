@@ -5,9 +5,16 @@
 # delivery lost, repeated or out of order, or when nothing at all got through.
 #
 #   smoke.sh WSLOAD PEER [PEER ARGUMENTS...]
+#
+# A peer started with --deflate is driven with wsload --deflate (but for connect, whose
+# handshakes offer nothing).
 set -euo pipefail
 wsload=$1
 shift
+deflate=()
+for argument in "$@"; do
+    [ "$argument" = --deflate ] && deflate=(--deflate)
+done
 
 log=$(mktemp)
 "$@" --port 0 >"$log" 2>&1 &
@@ -28,8 +35,10 @@ if [ -z "$port" ]; then
 fi
 
 run() {
-    echo "+ wsload $*"
-    "$wsload" "$@" --port "$port" --server-pid "$peer"
+    local extra=("${deflate[@]}")
+    [ "$1" = connect ] && extra=()
+    echo "+ wsload $* ${extra[*]}"
+    "$wsload" "$@" "${extra[@]}" --port "$port" --server-pid "$peer"
 }
 run echo --connections 10 --size 20 --in-flight 4 --duration 1 --warmup 0.2
 run echo --connections 4 --size 70000 --text --duration 0.5 --warmup 0.1 # 64-bit lengths

@@ -12,6 +12,13 @@
 //   wsload idle      --port P --server-pid PID [--connections 5000] [--touch]
 //   wsload connect   --port P [--concurrency 32] [--duration 5] [--warmup 1] [...]
 //
+// Every mode but connect takes --deflate: offer permessage-deflate (RFC 7692) as browsers do
+// ("permessage-deflate; client_max_window_bits"), fail a connection whose server does not
+// agree, compress every message sent (zlib level 6, memLevel 8, with or without context
+// takeover as agreed) and inflate every compressed message received, which is then checked as
+// any other. zlib is used directly. --json-like makes the payload JSON-like text (records of
+// ids, names and flags, as chat and market-data messages are) instead of a letter pattern.
+//
 // echo: each connection keeps --in-flight messages outstanding and sends the next one when an
 //   echo arrives; reports messages/s, payload MB/s (one direction) and round-trip latency.
 //   Every echo is compared byte for byte with what was sent.
@@ -38,6 +45,9 @@
 // every handshake answered 101, every echo matched, no connection was lost, and some work was
 // measured.
 #include "../common/open_files.hpp"
+#ifdef WSLOAD_HAVE_ZLIB
+#include <zlib.h>
+#endif
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -55,8 +65,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -97,6 +109,8 @@ struct options {
     double duration = 5;
     double warmup = 1;
     bool text = false;
+    bool json_like = false; // JSON-like text payloads (implies text)
+    bool deflate = false;   // offer permessage-deflate and compress what is sent
     bool touch = false;
     bool json = false;
     int server_pid = 0;
@@ -107,8 +121,9 @@ struct options {
     std::fputs("usage: wsload echo|broadcast|idle|connect --port P [--host H] [--connections N]\n"
                "         [--subscribers N] [--publishers N] [--size BYTES] [--in-flight N]\n"
                "         [--concurrency N]\n"
-               "         [--duration S] [--warmup S] [--text] [--touch] [--server-pid PID]"
-               " [--json]\n",
+               "         [--duration S] [--warmup S] [--text] [--json-like] [--deflate]"
+               " [--touch]\n"
+               "         [--server-pid PID] [--json]\n",
                stderr);
     std::exit(2);
 }
@@ -131,6 +146,18 @@ options parse_options(int argc, char** argv) {
         const std::string flag = argv[i];
         if (flag == "--text") {
             o.text = true;
+            continue;
+        }
+        if (flag == "--json-like") {
+            o.text = o.json_like = true;
+            continue;
+        }
+        if (flag == "--deflate") {
+#ifndef WSLOAD_HAVE_ZLIB
+            std::fputs("wsload: built without zlib, no --deflate\n", stderr);
+            std::exit(2);
+#endif
+            o.deflate = true;
             continue;
         }
         if (flag == "--touch") {
@@ -293,12 +320,14 @@ void apply_mask(unsigned char* data, std::size_t size, const unsigned char key[4
 
 // Appends one masked client frame (RFC 6455 5.2: clients mask every frame) to `out`; the
 // payload's first `prefix_size` bytes are replaced by `prefix` (a sequence number stamp).
+// `compressed` sets RSV1 (RFC 7692 6).
 void append_client_frame(std::vector<unsigned char>& out, unsigned opcode,
                          const unsigned char* payload, std::size_t size,
-                         const unsigned char* prefix = nullptr, std::size_t prefix_size = 0) {
+                         const unsigned char* prefix = nullptr, std::size_t prefix_size = 0,
+                         bool compressed = false) {
     unsigned char header[14];
     std::size_t n = 2;
-    header[0] = static_cast<unsigned char>(0x80U | opcode);
+    header[0] = static_cast<unsigned char>(0x80U | (compressed ? 0x40U : 0U) | opcode);
     if (size < 126) {
         header[1] = static_cast<unsigned char>(0x80U | size);
     } else if (size <= 0xFFFF) {
@@ -326,6 +355,7 @@ void append_client_frame(std::vector<unsigned char>& out, unsigned opcode,
 
 struct frame {
     bool fin = false;
+    bool compressed = false; // RSV1
     unsigned opcode = 0;
     unsigned char* payload = nullptr;
     std::size_t size = 0;
@@ -339,6 +369,7 @@ parse_status parse_frame(unsigned char* data, std::size_t size, std::size_t max_
                          std::size_t& consumed) {
     if (size < 2) return parse_status::need_more;
     f.fin = (data[0] & 0x80U) != 0;
+    f.compressed = (data[0] & 0x40U) != 0;
     f.opcode = data[0] & 0x0FU;
     const bool masked = (data[1] & 0x80U) != 0;
     std::uint64_t length = data[1] & 0x7FU;
@@ -383,7 +414,8 @@ std::string base64_of_16(const unsigned char bytes[16]) {
     return out;
 }
 
-std::string upgrade_request(const std::string& host, std::uint16_t port, const char* path) {
+std::string upgrade_request(const std::string& host, std::uint16_t port, const char* path,
+                            bool deflate) {
     unsigned char key[16];
     for (std::size_t i = 0; i < 16; i += 8) {
         const std::uint64_t r = next_random();
@@ -391,7 +423,10 @@ std::string upgrade_request(const std::string& host, std::uint16_t port, const c
     }
     return std::string("GET ") + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
-           base64_of_16(key) + "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+           base64_of_16(key) + "\r\nSec-WebSocket-Version: 13\r\n" +
+           (deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                    : "") +
+           "\r\n";
 }
 
 // The payload of echo message `sequence` is a fixed pattern whose first bytes are replaced by
@@ -409,6 +444,108 @@ std::size_t stamp(unsigned char out[max_stamp], std::size_t payload_size, std::u
     return n;
 }
 
+// ---- permessage-deflate ------------------------------------------------------------------------
+
+// A connection's zlib streams, allocated when first needed (an idle connection holds none).
+struct deflate_state {
+    // As agreed in the 101 (RFC 7692 7.1): the server's compressor is our decompressor.
+    bool server_no_context_takeover = false;
+    bool client_no_context_takeover = false;
+    int server_window = 15;
+    int client_window = 15;
+#ifdef WSLOAD_HAVE_ZLIB
+    z_stream out{};
+    z_stream in{};
+    bool out_live = false;
+    bool in_live = false;
+
+    deflate_state() = default;
+    deflate_state(const deflate_state&) = delete;
+    deflate_state& operator=(const deflate_state&) = delete;
+    ~deflate_state() { release(); }
+    void release() {
+        if (out_live) deflateEnd(&out);
+        if (in_live) inflateEnd(&in);
+        out_live = in_live = false;
+    }
+
+    // RFC 7692 7.2.1: a sync flush, its 00 00 ff ff removed. False if zlib fails.
+    bool compress(const unsigned char* data, std::size_t size, std::vector<unsigned char>& result) {
+        if (!out_live) {
+            out = z_stream{};
+            // zlib's raw deflate has no 256-byte window: 9 is what a peer with 8 accepts too.
+            if (deflateInit2(&out, 6, Z_DEFLATED, -std::max(client_window, 9), 8,
+                             Z_DEFAULT_STRATEGY) != Z_OK)
+                return false;
+            out_live = true;
+        }
+        result.resize(deflateBound(&out, static_cast<uLong>(size)) + 16);
+        out.next_in = const_cast<Bytef*>(data);
+        out.avail_in = static_cast<uInt>(size);
+        out.next_out = result.data();
+        out.avail_out = static_cast<uInt>(result.size());
+        if (deflate(&out, Z_SYNC_FLUSH) != Z_OK || out.avail_in != 0 || out.avail_out == 0)
+            return false;
+        result.resize(result.size() - out.avail_out - 4);
+        if (client_no_context_takeover) deflateReset(&out);
+        return true;
+    }
+
+    // RFC 7692 7.2.2: the trailer put back, then inflated. False on bad data.
+    bool inflate_message(const unsigned char* data, std::size_t size,
+                         std::vector<unsigned char>& result) {
+        if (!in_live) {
+            in = z_stream{};
+            if (inflateInit2(&in, -15) != Z_OK) return false;
+            in_live = true;
+        }
+        static const unsigned char trailer[4] = {0x00, 0x00, 0xff, 0xff};
+        result.clear();
+        for (int part = 0; part < 2; ++part) {
+            in.next_in = const_cast<Bytef*>(part == 0 ? data : trailer);
+            in.avail_in = static_cast<uInt>(part == 0 ? size : 4);
+            for (;;) {
+                const std::size_t at = result.size();
+                result.resize(at + std::max<std::size_t>(4 * size, 16384));
+                in.next_out = result.data() + at;
+                in.avail_out = static_cast<uInt>(result.size() - at);
+                const int rc = ::inflate(&in, Z_SYNC_FLUSH);
+                const bool full = in.avail_out == 0;
+                result.resize(result.size() - in.avail_out);
+                if (rc == Z_STREAM_END) {
+                    inflateReset(&in); // a final block: the next message starts afresh
+                    break;
+                }
+                if (rc != Z_OK && rc != Z_BUF_ERROR) return false;
+                if (in.avail_in == 0 && !full) break;
+            }
+        }
+        if (server_no_context_takeover) inflateReset(&in);
+        return true;
+    }
+#endif
+};
+
+// Reads the agreed parameters from the 101's Sec-WebSocket-Extensions; false if the server did
+// not agree to permessage-deflate.
+bool parse_deflate_response(std::string_view head, deflate_state& d) {
+    const auto at = head.find("permessage-deflate");
+    if (at == std::string_view::npos) return false;
+    const auto end = head.find("\r\n", at);
+    const std::string_view element = head.substr(at, end - at);
+    d.server_no_context_takeover = element.find("server_no_context_takeover") != element.npos;
+    d.client_no_context_takeover = element.find("client_no_context_takeover") != element.npos;
+    const auto bits = [&](std::string_view name, int& out) {
+        const auto p = element.find(name);
+        if (p != element.npos && p + name.size() + 1 < element.size() &&
+            element[p + name.size()] == '=')
+            out = std::atoi(std::string(element.substr(p + name.size() + 1, 2)).c_str());
+    };
+    bits("server_max_window_bits", d.server_window);
+    bits("client_max_window_bits", d.client_window);
+    return true;
+}
+
 // ---- connections ------------------------------------------------------------------------------
 
 enum class conn_state { connecting, upgrading, open, done };
@@ -422,6 +559,8 @@ struct connection {
     std::vector<unsigned char> pending_in; // bytes of an incomplete frame, kept for the next read
     std::vector<unsigned char> message;    // a fragmented message being reassembled
     unsigned message_opcode = 0;
+    bool message_compressed = false;
+    std::unique_ptr<deflate_state> deflate; // permessage-deflate, when agreed
     std::vector<unsigned char> out;
     std::size_t out_offset = 0;
     bool watching_writable = false;
@@ -450,6 +589,7 @@ struct window_counters {
     std::uint64_t bytes = 0;
     std::uint64_t deliveries = 0;
     std::uint64_t handshakes = 0;
+    std::uint64_t compressed_bytes = 0; // payload bytes of compressed messages received
 };
 
 class generator {
@@ -468,6 +608,16 @@ public:
         template_payload_.resize(o.size);
         for (std::size_t i = 0; i < o.size; ++i)
             template_payload_[i] = static_cast<unsigned char>(o.text ? 'a' + i % 26 : i * 7 + 1);
+        if (o.json_like) {
+            std::string json = "[";
+            for (unsigned i = 0; json.size() < o.size; ++i)
+                json += "{\"id\":" + std::to_string(100000 + i * 37) + ",\"user\":\"user" +
+                        std::to_string(i % 13) +
+                        "\",\"price\":" + std::to_string(1000 + i * 7 % 97) + "." +
+                        std::to_string(i % 10) + ",\"open\":" + (i % 3 ? "true" : "false") +
+                        ",\"tags\":[\"a\",\"b" + std::to_string(i % 4) + "\"]},";
+            std::copy_n(json.begin(), o.size, template_payload_.begin());
+        }
         bench::raise_open_file_limit();
     }
 
@@ -512,7 +662,8 @@ private:
         c.fd = fd;
         c.role = role;
         c.started_ns = now_ns();
-        c.request = upgrade_request(o_.host, o_.port, path);
+        c.request = upgrade_request(o_.host, o_.port, path,
+                                    o_.deflate && role != conn_role::handshake_only);
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLOUT;
         ev.data.u64 = index;
@@ -632,6 +783,14 @@ private:
                 finish(index);
                 return;
             }
+            if (o_.deflate && c->role != conn_role::handshake_only) {
+                c->deflate = std::make_unique<deflate_state>();
+                if (!parse_deflate_response(head.substr(0, end), *c->deflate)) {
+                    fail("the server did not agree to permessage-deflate", c);
+                    finish(index);
+                    return;
+                }
+            }
             c->state = conn_state::open;
             --in_progress_;
             ++opened_;
@@ -673,8 +832,9 @@ private:
             return false;
         case op_text:
         case op_binary:
-            if (f.fin) return on_message(index, f.opcode, f.payload, f.size);
+            if (f.fin) return deliver(index, f.opcode, f.payload, f.size, f.compressed);
             c.message_opcode = f.opcode;
+            c.message_compressed = f.compressed;
             c.message.assign(f.payload, f.payload + f.size);
             return true;
         case op_continuation:
@@ -683,13 +843,50 @@ private:
             {
                 std::vector<unsigned char> whole;
                 whole.swap(c.message);
-                return on_message(index, c.message_opcode, whole.data(), whole.size());
+                return deliver(index, c.message_opcode, whole.data(), whole.size(),
+                               c.message_compressed);
             }
         default:
             fail("reserved opcode from the server", &c);
             finish(index);
             return false;
         }
+    }
+
+    // A whole message arrived: inflated first if it is compressed.
+    bool deliver(std::size_t index, unsigned opcode, const unsigned char* payload, std::size_t size,
+                 bool compressed) {
+        if (!compressed) return on_message(index, opcode, payload, size);
+        connection& c = conns_[index];
+        if (measuring_) window_.compressed_bytes += size;
+#ifdef WSLOAD_HAVE_ZLIB
+        if (c.deflate && c.deflate->inflate_message(payload, size, inflated_))
+            return on_message(index, opcode, inflated_.data(), inflated_.size());
+#endif
+        fail(c.deflate ? "a compressed message did not inflate" : "RSV1 without deflate", &c);
+        finish(index);
+        return false;
+    }
+
+    // Appends one message to the connection's output, compressed if deflate was agreed.
+    void send_message(std::size_t index, unsigned opcode, const unsigned char* payload,
+                      std::size_t size, const unsigned char* prefix = nullptr,
+                      std::size_t prefix_size = 0) {
+        connection& c = conns_[index];
+#ifdef WSLOAD_HAVE_ZLIB
+        if (c.deflate && size != 0) {
+            scratch_out_.assign(payload, payload + size);
+            if (prefix_size != 0) std::memcpy(scratch_out_.data(), prefix, prefix_size);
+            if (!c.deflate->compress(scratch_out_.data(), size, compressed_)) {
+                fail("zlib failed to compress", &c);
+                return;
+            }
+            append_client_frame(c.out, opcode, compressed_.data(), compressed_.size(), nullptr, 0,
+                                true);
+            return;
+        }
+#endif
+        append_client_frame(c.out, opcode, payload, size, prefix, prefix_size);
     }
 
     // Runs the loop until `deadline` or until `done()` holds.
@@ -762,8 +959,8 @@ private:
         unsigned char prefix[max_stamp];
         const std::size_t n = stamp(prefix, template_payload_.size(), sequence, o_.text);
         c.sent_ns[sequence % o_.in_flight] = now_ns();
-        append_client_frame(c.out, o_.text ? op_text : op_binary, template_payload_.data(),
-                            template_payload_.size(), prefix, n);
+        send_message(index, o_.text ? op_text : op_binary, template_payload_.data(),
+                     template_payload_.size(), prefix, n);
     }
 
     bool on_message(std::size_t index, unsigned opcode, const unsigned char* payload,
@@ -793,7 +990,13 @@ private:
             return true;
         }
         case conn_role::subscriber: on_delivery(c, payload, size, now); return true;
-        case conn_role::idle: ++touched_; return true;
+        case conn_role::idle:
+            ++touched_;
+            // It sends nothing more: the generator's own zlib memory can go.
+#ifdef WSLOAD_HAVE_ZLIB
+            if (c.deflate) c.deflate->release();
+#endif
+            return true;
         case conn_role::publisher:
         case conn_role::handshake_only: return true;
         }
@@ -867,6 +1070,13 @@ private:
         return 0;
     }
 
+    // What the echoes' compressed payloads weighed, as a fraction of their inflated size.
+    double compressed_fraction() const {
+        return window_.bytes == 0 ? 0.0
+                                  : static_cast<double>(window_.compressed_bytes) /
+                                        static_cast<double>(window_.bytes);
+    }
+
     int run_echo() {
         if (!open_many(o_.connections, conn_role::echo, "/", 60)) return verdict(0);
         sending_ = true;
@@ -891,16 +1101,21 @@ private:
         const double seconds = seconds_between(w.start_ns, w.end_ns);
         if (o_.json) {
             std::printf("{\"mode\":\"echo\",\"connections\":%zu,\"size\":%zu,\"in_flight\":%zu,"
-                        "\"text\":%s,\"messages\":%" PRIu64 ",\"mb_per_s\":%.3f,%s}\n",
+                        "\"text\":%s,\"json_like\":%s,\"deflate\":%s,\"messages\":%" PRIu64
+                        ",\"mb_per_s\":%.3f,\"compressed_fraction\":%.3f,%s}\n",
                         o_.connections, o_.size, o_.in_flight, o_.text ? "true" : "false",
+                        o_.json_like ? "true" : "false", o_.deflate ? "true" : "false",
                         window_.messages, static_cast<double>(window_.bytes) / seconds / 1e6,
-                        common_json(w, count, "messages").c_str());
+                        compressed_fraction(), common_json(w, count, "messages").c_str());
         } else {
             std::printf("echo: %zu connections, %zu-byte %s messages, %zu in flight each\n",
                         o_.connections, o_.size, o_.text ? "text" : "binary", o_.in_flight);
             print_latency(w, count, "messages");
             std::printf("  %.2f MB/s of payload each way\n",
                         static_cast<double>(window_.bytes) / seconds / 1e6);
+            if (o_.deflate)
+                std::printf("  echoes compressed to %.1f %% of their size\n",
+                            100 * compressed_fraction());
         }
         finish_all();
         return verdict(window_.messages);
@@ -990,7 +1205,7 @@ private:
         const std::uint64_t now = now_ns();
         p.progress_ns = now;
         stamp_broadcast(now, sequence, from);
-        append_client_frame(conns_[p.conn].out, op_binary, scratch_.data(), scratch_.size());
+        send_message(p.conn, op_binary, scratch_.data(), scratch_.size());
         if (measuring_) ++published_;
     }
 
@@ -1008,8 +1223,7 @@ private:
         while (now_ns() < deadline && errors_ == 0) {
             probe_seen_ = 0;
             stamp_broadcast(now_ns(), ++probe_sequence_, probe_publisher);
-            append_client_frame(conns_[publishers_[0].conn].out, op_binary, scratch_.data(),
-                                scratch_.size());
+            send_message(publishers_[0].conn, op_binary, scratch_.data(), scratch_.size());
             flush(publishers_[0].conn);
             loop_until(std::min(deadline, after(1)),
                        [&] { return probe_seen_ >= o_.subscribers || errors_ != 0; });
@@ -1091,11 +1305,11 @@ private:
         const double per_connection =
             static_cast<double>(after_kib - before) * 1024.0 / static_cast<double>(o_.connections);
         if (o_.json) {
-            std::printf("{\"mode\":\"idle\",\"connections\":%zu,\"touch\":%s,"
-                        "\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
+            std::printf("{\"mode\":\"idle\",\"connections\":%zu,\"touch\":%s,\"deflate\":%s,"
+                        "\"size\":%zu,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
                         "\"bytes_per_connection\":%.0f,\"errors\":%" PRIu64 "}\n",
-                        o_.connections, o_.touch ? "true" : "false", before, after_kib,
-                        per_connection, errors_);
+                        o_.connections, o_.touch ? "true" : "false", o_.deflate ? "true" : "false",
+                        o_.size, before, after_kib, per_connection, errors_);
         } else {
             std::printf("idle: server RSS %ld KiB -> %ld KiB for %zu connections%s: %.0f bytes "
                         "each\n",
@@ -1113,8 +1327,8 @@ private:
             if (c.state != conn_state::open || c.touch_sent) continue;
             c.touch_sent = true;
             ++touches_sent_;
-            append_client_frame(c.out, op_binary, template_payload_.data(),
-                                template_payload_.size());
+            send_message(i, o_.text ? op_text : op_binary, template_payload_.data(),
+                         template_payload_.size());
             flush(i);
         }
         loop_until(after(60), [&] { return touched_ >= touches_sent_ || errors_ != 0; });
@@ -1160,6 +1374,9 @@ private:
     std::vector<unsigned char> read_buffer_;
     std::vector<unsigned char> template_payload_;
     std::vector<unsigned char> scratch_;
+    std::vector<unsigned char> scratch_out_; // a message being compressed
+    std::vector<unsigned char> compressed_;
+    std::vector<unsigned char> inflated_;
     std::size_t in_progress_ = 0; // connecting or upgrading
     std::size_t opened_ = 0;
     std::uint64_t errors_ = 0;

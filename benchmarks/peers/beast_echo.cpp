@@ -1,9 +1,11 @@
 // beast_echo — Boost.Beast as a benchmark peer, written the way Beast's own asynchronous
 // examples are: one session object per connection, async_read into a flat_buffer, async_write
 // of the same buffer. Same options as every peer: no compression, 16 MiB message limit,
-// TCP_NODELAY, one thread.
+// TCP_NODELAY, one thread. --deflate accepts permessage-deflate with the settings every peer's
+// --deflate shares: zlib level 6, memLevel 8, context takeover, every message compressed (this
+// Beast has no size threshold).
 //
-//   beast_echo [--port P]      (0 picks a free port; prints "listening on PORT")
+//   beast_echo [--port P] [--deflate]   (0 picks a free port; prints "listening on PORT")
 //
 // Paths: / echoes; /sub joins the broadcast room; each message on /pub is sent to every
 // member. Beast has no rooms: the payload is shared, and each member's stream frames it.
@@ -33,6 +35,7 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr std::size_t shared_message_limit = 16U << 20;
+bool deflate = false; // --deflate
 
 class session;
 
@@ -71,6 +74,13 @@ private:
         ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
         ws_.read_message_max(shared_message_limit);
         ws_.auto_fragment(false);
+        if (deflate) {
+            websocket::permessage_deflate pmd;
+            pmd.server_enable = true;
+            pmd.compLevel = 6;
+            pmd.memLevel = 8;
+            ws_.set_option(pmd);
+        }
         ws_.async_accept(request_,
                          beast::bind_front_handler(&session::on_accept, shared_from_this()));
     }
@@ -183,8 +193,10 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = static_cast<unsigned short>(std::strtoul(argv[++i], nullptr, 10));
+        } else if (std::strcmp(argv[i], "--deflate") == 0) {
+            deflate = true;
         } else {
-            std::fprintf(stderr, "usage: %s [--port P]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--port P] [--deflate]\n", argv[0]);
             return 2;
         }
     }

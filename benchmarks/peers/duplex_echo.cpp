@@ -1,8 +1,14 @@
 // duplex_echo — duplex as a benchmark peer: an echo server with the options every peer shares
 // (no compression, 16 MiB message limit, TCP_NODELAY), plus a broadcast room.
 //
-//   duplex_echo [--port P] [--threads N] [--hold-read-buffer]
+//   duplex_echo [--port P] [--threads N] [--hold-read-buffer] [--deflate]
+//               [--no-context-takeover]
 //                                      (0 picks a free port; prints "listening on PORT")
+//
+// --deflate (where built with zlib) accepts permessage-deflate with the settings every peer's
+// --deflate shares: zlib level 6, memLevel 8, context takeover, every message compressed
+// (threshold 0). --no-context-takeover adds server_no_context_takeover to every agreement: no
+// compressor is kept between messages, and a room's message is compressed once for all members.
 //
 // Paths: / echoes every message, text as text, binary as binary; /sub joins the room "bench";
 // each message on /pub is published to that room through duplex::rooms (encoded once, the
@@ -39,6 +45,8 @@ int main(int argc, char** argv) {
     std::uint16_t port = 9301;
     unsigned threads = 1;
     bool hold_read_buffer = false; // connection_options::hold_read_buffer
+    bool deflate = false;
+    bool no_context_takeover = false;
     for (int i = 1; i < argc; ++i) {
         const bool has_value = i + 1 < argc;
         if (has_value && std::strcmp(argv[i], "--port") == 0) {
@@ -47,8 +55,14 @@ int main(int argc, char** argv) {
             threads = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
         } else if (std::strcmp(argv[i], "--hold-read-buffer") == 0) {
             hold_read_buffer = true;
+        } else if (std::strcmp(argv[i], "--deflate") == 0 && duplex::protocol::deflate_supported) {
+            deflate = true;
+        } else if (std::strcmp(argv[i], "--no-context-takeover") == 0) {
+            no_context_takeover = true;
         } else {
-            std::fprintf(stderr, "usage: %s [--port P] [--threads N] [--hold-read-buffer]\n",
+            std::fprintf(stderr,
+                         "usage: %s [--port P] [--threads N] [--hold-read-buffer] [--deflate] "
+                         "[--no-context-takeover]\n",
                          argv[0]);
             return 2;
         }
@@ -65,6 +79,11 @@ int main(int argc, char** argv) {
     options.connection.protocol.max_message_size = shared_message_limit;
     options.connection.protocol.max_frame_size = shared_message_limit;
     options.connection.hold_read_buffer = hold_read_buffer;
+    options.deflate.enabled = deflate;
+    options.deflate.server_no_context_takeover = no_context_takeover;
+    options.connection.protocol.compression.level = 6;
+    options.connection.protocol.compression.mem_level = 8;
+    options.connection.protocol.compression.threshold = 0;
 
     // Declared before the server: members leave the rooms as the server closes them.
     duplex::rooms<server_type::connection_type> rooms;

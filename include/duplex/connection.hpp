@@ -500,6 +500,9 @@ private:
                                   protocol::frame_prefix& prefix, std::string_view& body);
     void queue_message(opcode type, std::string framed, std::size_t cost, done_handler done);
     void queue_shared(shared_message message, std::size_t cost);
+#ifdef DUPLEX_ENABLE_DEFLATE
+    void queue_own_compressed(const shared_message& message, std::size_t cost);
+#endif
     void append_message(opcode type, std::string_view payload, std::size_t cost);
     bool is_unparsed_input(std::string_view bytes) const noexcept;
     void drop_queue(std::error_code ec);

@@ -72,7 +72,8 @@ struct server_options {
     // by default: a compressor costs up to ~300 KiB per connection with context takeover).
     // What was agreed goes to connection.protocol.deflate: compressed messages received are
     // inflated (bounded by max_message_size), and messages sent of at least
-    // connection.protocol.compression.threshold bytes are compressed (broadcasts are not yet).
+    // connection.protocol.compression.threshold bytes are compressed; a broadcast once for
+    // every connection without context takeover (deflate.server_no_context_takeover).
     protocol::deflate_server_options deflate{};
 };
 

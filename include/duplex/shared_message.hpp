@@ -12,11 +12,25 @@
 //
 // Server connections write the shared bytes as they are. A client must mask every frame with
 // its own key (RFC 6455 5.3), so a client connection copies the payload once, as send() does.
+//
+// With permessage-deflate (DUPLEX_ENABLE_DEFLATE), a server connection that agreed
+// server_no_context_takeover sends the message compressed as every such connection with the
+// same settings does: the first one to send it compresses it, and the others share those bytes
+// (compressed_frame). A connection with context takeover compresses the message in its own
+// context, and one without deflate sends the uncompressed frame.
 #pragma once
 
 #include "error.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/utf8.hpp"
+
+#ifdef DUPLEX_ENABLE_DEFLATE
+#include "protocol/deflate_codec.hpp"
+#include "protocol/permessage_deflate.hpp"
+
+#include <array>
+#include <mutex>
+#endif
 
 #include <cstddef>
 #include <memory>
@@ -87,12 +101,79 @@ public:
     // Connections (and history) holding this message; for tests and diagnostics.
     long use_count() const noexcept { return frame_.use_count(); }
 
+#ifdef DUPLEX_ENABLE_DEFLATE
+    // The whole frame as a server compressor without context takeover with `settings` makes
+    // it (RSV1 set, the trailer removed; RFC 7692 7.2.1). Compressed by the first caller with
+    // these settings, on whichever thread, while later callers wait for it and then share the
+    // bytes; they live as long as the message. Empty (send frame_bytes() then, which the peer
+    // takes uncompressed) for an empty message, when zlib failed, or when
+    // max_compressed_forms other settings were asked for already.
+    std::string_view compressed_frame(const protocol::stateless_deflate& settings) const {
+        if (!frame_ || frame_->bytes.size() == frame_->header_size) return {};
+        std::lock_guard<std::mutex> lock(frame_->deflate_lock);
+        for (auto& form : frame_->forms) {
+            if (form.made && form.settings == settings) return form.bytes;
+            if (form.made) continue;
+            form.made = true;
+            form.settings = settings;
+            ++frame_->compressions;
+            compress_into(settings, form.bytes);
+            return form.bytes;
+        }
+        return {};
+    }
+    // How many times this message ran the compressor (once per distinct settings); for tests
+    // and diagnostics.
+    std::size_t compressions() const {
+        if (!frame_) return 0;
+        std::lock_guard<std::mutex> lock(frame_->deflate_lock);
+        return frame_->compressions;
+    }
+    // One server usually has one set of settings; a few more come from clients that ask for
+    // smaller windows.
+    static constexpr std::size_t max_compressed_forms = 4;
+#endif
+
 private:
+#ifdef DUPLEX_ENABLE_DEFLATE
+    struct compressed_form {
+        bool made = false;
+        protocol::stateless_deflate settings;
+        std::string bytes; // header and compressed payload; empty if zlib failed
+    };
+#endif
     struct frame {
         protocol::opcode type = protocol::opcode::binary;
         std::size_t header_size = 0;
         std::string bytes;
+#ifdef DUPLEX_ENABLE_DEFLATE
+        // Sent from several io threads at once (rooms): filled under the lock, never changed
+        // after, so the bytes handed out stay valid and unmoved.
+        mutable std::mutex deflate_lock;
+        mutable std::array<compressed_form, max_compressed_forms> forms;
+        mutable std::size_t compressions = 0;
+#endif
     };
+
+#ifdef DUPLEX_ENABLE_DEFLATE
+    void compress_into(const protocol::stateless_deflate& settings, std::string& out) const {
+        protocol::message_deflater deflater(settings.window_bits, true, settings.level,
+                                            settings.mem_level);
+        std::string body;
+        if (!deflater.compress(payload(), body)) return;
+        protocol::frame_header header;
+        header.fin = true;
+        header.rsv1 = true; // RFC 7692 6: "Per-Message Compressed"
+        header.op = frame_->type;
+        header.payload_size = body.size();
+        unsigned char prefix[protocol::max_frame_header_size];
+        const std::size_t header_size = protocol::encode_frame_header(header, prefix);
+        out.reserve(header_size + body.size());
+        out.append(reinterpret_cast<const char*>(prefix), header_size);
+        out.append(body);
+    }
+#endif
+
     std::shared_ptr<const frame> frame_;
 };
 

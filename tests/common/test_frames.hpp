@@ -72,6 +72,7 @@ inline std::string close_frame(std::uint16_t code, masking m, std::string_view r
 
 struct wire_frame {
     bool fin = true;
+    bool rsv1 = false; // permessage-deflate: a compressed message (RFC 7692 6)
     unsigned op = 0;
     bool masked = false;
     std::string payload;
@@ -110,6 +111,7 @@ inline std::vector<wire_frame> decode_frames(std::string_view bytes) {
         if (left < header || left - header < length) break;
         wire_frame f;
         f.fin = (b0 & 0x80U) != 0;
+        f.rsv1 = (b0 & 0x40U) != 0;
         f.op = b0 & 0x0FU;
         f.masked = masked;
         f.payload = std::string(bytes.substr(at + header, static_cast<std::size_t>(length)));

@@ -538,6 +538,159 @@ TEST_CASE("RFC 7692 5: a client and a server with deflate enabled negotiate it a
 #endif
 }
 
+#if defined(DUPLEX_ENABLE_DEFLATE)
+namespace {
+
+struct raw_answer {
+    std::string head; // the 101 and its headers
+    std::vector<wire_frame> frames;
+};
+
+// Reads from `raw` until the response head and `count` frames after it have arrived; an empty
+// head when they have not within `patience`.
+raw_answer read_frames(raw_peer& raw, std::size_t count) {
+    std::string in;
+    raw.socket.non_blocking(true);
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    char buf[4096];
+    for (;;) {
+        const std::size_t end = in.find("\r\n\r\n");
+        if (end != std::string::npos) {
+            auto frames = decode_frames(std::string_view(in).substr(end + 4));
+            if (frames.size() >= count) return {in.substr(0, end + 4), std::move(frames)};
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return {};
+        std::error_code ec;
+        const std::size_t n = raw.socket.read_some(asio::buffer(buf), ec);
+        if (ec == asio::error::would_block) {
+            std::this_thread::sleep_for(2ms);
+            continue;
+        }
+        if (ec) return {};
+        in.append(buf, n);
+    }
+}
+
+// Inflates one compressed message's payload with zlib itself, in `z`'s context (RFC 7692
+// 7.2.2: the trailer put back).
+std::string inflate_with(z_stream& z, std::string payload) {
+    payload += std::string("\x00\x00\xff\xff", 4);
+    std::string out(1U << 20, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(payload.data());
+    z.avail_in = static_cast<uInt>(payload.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    const int status = inflate(&z, Z_SYNC_FLUSH);
+    if ((status != Z_OK && status != Z_STREAM_END) || z.avail_in != 0) return "<not inflated>";
+    out.resize(out.size() - z.avail_out);
+    return out;
+}
+
+std::string json_update(int seed) {
+    std::string out = "[";
+    for (int i = 0; i < 60; ++i)
+        out += R"({"id":)" + std::to_string(seed * 100 + i) + R"(,"user":"user)" +
+               std::to_string(i % 9) + R"(","text":"hello there","ok":true},)";
+    out.back() = ']';
+    return out;
+}
+
+} // namespace
+#endif
+
+TEST_CASE("RFC 7692 7.1.1.1: a broadcast is compressed once for all recipients without context "
+          "takeover, in its own context for each recipient with it, and not without deflate",
+          "[integration][deflate]") {
+#ifndef DUPLEX_ENABLE_DEFLATE
+    DUPLEX_SKIP("built without zlib (duplex::deflate)");
+#else
+    // Two io threads: connections on both compress, or wait for, the same shared frame.
+    io_runner runner(2);
+    duplex::server_options options;
+    options.deflate.enabled = true;
+    tcp_server server(runner.io, options);
+    counter opened;
+    server.handlers().on_open = [&](const auto&) { opened.add(); };
+    listen_or_fail(server);
+    const auto upgrade = [](const std::string& extensions) {
+        std::string request = valid_upgrade;
+        if (!extensions.empty())
+            request.insert(request.size() - 2, "Sec-WebSocket-Extensions: " + extensions + "\r\n");
+        return request;
+    };
+    std::vector<std::unique_ptr<raw_peer>> stateless;
+    for (int i = 0; i < 3; ++i) {
+        stateless.push_back(std::make_unique<raw_peer>(server.port()));
+        stateless.back()->send(upgrade("permessage-deflate; server_no_context_takeover"));
+    }
+    raw_peer takeover(server.port());
+    takeover.send(upgrade("permessage-deflate"));
+    raw_peer plain(server.port());
+    plain.send(upgrade(""));
+    // And duplex's own client, inflating, in each of the three ways.
+    duplex::client_options client_takeover;
+    client_takeover.deflate.enabled = true;
+    duplex::client_options client_stateless = client_takeover;
+    client_stateless.deflate.server_no_context_takeover = true;
+    std::vector<std::shared_ptr<tcp_connection>> clients = {
+        connect(runner.io, url_for(server), client_takeover),
+        connect(runner.io, url_for(server), client_stateless), connect(runner.io, url_for(server))};
+    REQUIRE(opened.wait_for(8));
+
+    const std::vector<std::string> texts = {json_update(1), json_update(1), json_update(2)};
+    std::vector<duplex::shared_message> messages;
+    for (const auto& t : texts) messages.push_back(duplex::shared_message::text(t));
+    for (const auto& m : messages) CHECK(server.broadcast(m) == 8);
+
+    // Without context takeover: the same bytes for every recipient, each message alone.
+    std::vector<wire_frame> first;
+    for (auto& raw : stateless) {
+        const raw_answer got = read_frames(*raw, 3);
+        REQUIRE(got.head.find("server_no_context_takeover") != std::string::npos);
+        REQUIRE(got.frames.size() == 3);
+        for (std::size_t i = 0; i < 3; ++i) {
+            CHECK(got.frames[i].rsv1);
+            CHECK(got.frames[i].is(opcode::text));
+            z_stream z{};
+            REQUIRE(inflateInit2(&z, -15) == Z_OK);
+            CHECK(inflate_with(z, got.frames[i].payload) == texts[i]);
+            inflateEnd(&z);
+            if (!first.empty()) CHECK(got.frames[i].payload == first[i].payload);
+        }
+        CHECK(got.frames[0].payload == got.frames[1].payload);
+        if (first.empty()) first = got.frames;
+    }
+    // The compressor ran once per message for all of them (and not for the others).
+    for (const auto& m : messages) CHECK(m.compressions() == 1);
+
+    // With context takeover: one stream, in which the repeated message refers back.
+    const raw_answer kept = read_frames(takeover, 3);
+    REQUIRE(kept.head.find("permessage-deflate") != std::string::npos);
+    CHECK(kept.head.find("server_no_context_takeover") == std::string::npos);
+    REQUIRE(kept.frames.size() == 3);
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, -15) == Z_OK);
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK(kept.frames[i].rsv1);
+        CHECK(inflate_with(z, kept.frames[i].payload) == texts[i]);
+    }
+    inflateEnd(&z);
+    CHECK(kept.frames[1].payload.size() < first[1].payload.size() / 4);
+
+    // Without deflate: the frame as it always was.
+    const raw_answer none = read_frames(plain, 3);
+    REQUIRE(none.head.find("Sec-WebSocket-Extensions") == std::string::npos);
+    REQUIRE(none.frames.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK_FALSE(none.frames[i].rsv1);
+        CHECK(none.frames[i].payload == texts[i]);
+    }
+
+    for (const auto& c : clients)
+        for (const auto& t : texts) CHECK(get_within(c->async_read(asio::use_future)).data == t);
+#endif
+}
+
 TEST_CASE("RFC 6455 4.2.1 and 4.4: malformed upgrades are refused with the right status",
           "[integration]") {
     io_runner runner;

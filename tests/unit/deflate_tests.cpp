@@ -7,6 +7,7 @@
 #include <duplex/protocol/handshake.hpp>
 #include <duplex/protocol/permessage_deflate.hpp>
 #include <duplex/protocol/session.hpp>
+#include <duplex/shared_message.hpp>
 
 #include <zlib.h>
 
@@ -16,6 +17,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace duplex::protocol;
@@ -931,4 +933,106 @@ TEST_CASE("RFC 7692 7.2.2: the inflater stops at its limit in bounded steps, how
         CHECK_FALSE(inflater.inflate(hello.data(), hello.size(), true, again, 100));
         CHECK(again == "Hello");
     }
+}
+
+// ===================================================================== broadcasts, compressed once
+
+TEST_CASE("RFC 7692 7.1.1.1: a server without context takeover has settings a broadcast can "
+          "share, and one with context takeover or a client has none",
+          "[deflate][session][send]") {
+    deflate_params p;
+    p.server_no_context_takeover = true;
+    p.server_max_window_bits = 10;
+    session_options o = with_deflate(p, 100);
+    o.compression.level = 12; // clamped, as the compressor clamps it
+    o.compression.mem_level = 5;
+    session server(role::server, o, test_seed);
+    const auto settings = server.shared_compression();
+    REQUIRE(settings);
+    CHECK(*settings == stateless_deflate{10, 9, 5});
+    CHECK_FALSE(server.would_compress(99));
+    CHECK(server.would_compress(100));
+
+    CHECK_FALSE(session(role::server, with_deflate(), test_seed).shared_compression());
+    CHECK_FALSE(session(role::client, with_deflate(p), test_seed).shared_compression());
+    session plain(role::server, session_options{}, test_seed);
+    CHECK_FALSE(plain.shared_compression());
+    CHECK_FALSE(plain.would_compress(5000));
+}
+
+TEST_CASE("RFC 7692 7.2.1: a shared message compresses once per settings, on any number of "
+          "threads, into the frame a server session without context takeover sends",
+          "[deflate][send]") {
+    std::string text;
+    for (int i = 0; i < 200; ++i) text += R"({"user":"u)" + std::to_string(i % 7) + R"(","n":1},)";
+    const auto message = duplex::shared_message::text(text);
+    REQUIRE(message);
+    CHECK(message.compressions() == 0);
+
+    const stateless_deflate settings{15, 6, 8};
+    std::vector<const char*> seen(4, nullptr);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < seen.size(); ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 50; ++i) seen[t] = message.compressed_frame(settings).data();
+        });
+    for (auto& t : threads) t.join();
+    const std::string_view compressed = message.compressed_frame(settings);
+    REQUIRE_FALSE(compressed.empty());
+    for (const char* p : seen) CHECK(p == compressed.data()); // one buffer, shared
+    CHECK(message.compressions() == 1);
+
+    // The same bytes a session without context takeover sends, twice over.
+    deflate_params p;
+    p.server_no_context_takeover = true;
+    session s(role::server, with_deflate(p), test_seed);
+    REQUIRE_FALSE(s.send_text(text));
+    CHECK(std::string(s.pending_output()) == compressed);
+    CHECK(first_bytes(std::string(compressed)) == std::vector<unsigned>{0xc1});
+    // And what a peer inflates is the message.
+    session peer(role::client, with_deflate(p), test_seed);
+    std::string wire(compressed);
+    const auto r = peer.receive(wire.data(), wire.size());
+    CHECK(r.ev.type == event_type::message);
+    CHECK(r.ev.data == text);
+
+    // Other settings: compressed again, once, for a peer with a 512-byte window.
+    const std::string_view small = message.compressed_frame({9, 6, 8});
+    REQUIRE_FALSE(small.empty());
+    CHECK(small.data() != compressed.data());
+    CHECK(message.compressed_frame({9, 6, 8}).data() == small.data());
+    CHECK(message.compressions() == 2);
+    p.server_max_window_bits = 9;
+    session narrow(role::client, with_deflate(p), test_seed);
+    wire = std::string(small);
+    const auto r9 = narrow.receive(wire.data(), wire.size());
+    CHECK(r9.ev.type == event_type::message);
+    CHECK(r9.ev.data == text);
+
+    // Past max_compressed_forms settings: none, and the frame goes uncompressed.
+    for (int level = 1; level <= 2; ++level)
+        CHECK_FALSE(message.compressed_frame({15, level, 8}).empty());
+    CHECK(message.compressed_frame({15, 3, 8}).empty());
+    CHECK(message.compressions() == duplex::shared_message::max_compressed_forms);
+    CHECK(duplex::shared_message::binary("").compressed_frame(settings).empty());
+}
+
+TEST_CASE("RFC 7692 7.1.1.1: without context takeover, starting afresh for every message reuses "
+          "the thread's zlib memory instead of allocating it again",
+          "[deflate][send]") {
+    const std::string text(3000, 'q');
+    std::string out;
+    message_deflater deflater(15, true, 6, 8);
+    REQUIRE(deflater.compress(text, out));
+    CHECK_FALSE(deflater.holds_state());
+    // What the compressor freed is kept for its next message (or another one on this thread).
+    const std::size_t held = detail::zlib_block_cache::held();
+    CHECK(held > 0);
+    for (int i = 0; i < 20; ++i) REQUIRE(deflater.compress(text, out));
+    CHECK(detail::zlib_block_cache::held() == held);
+    // And the messages are still whole: each inflates alone.
+    message_inflater inflater(15, true);
+    std::string inflated;
+    REQUIRE_FALSE(inflater.inflate(out.data(), out.size(), true, inflated, 1U << 20));
+    CHECK(inflated == text);
 }

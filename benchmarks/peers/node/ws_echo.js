@@ -2,7 +2,11 @@
 // ws_echo.js — Node `ws` (npm, v8) as a benchmark peer, with the options every peer shares: no
 // compression, 16 MiB message limit, TCP_NODELAY, one thread (Node's event loop).
 //
-//   node ws_echo.js [--port P]      (0 picks a free port; prints "listening on PORT")
+//   node ws_echo.js [--port P] [--deflate]   (0 picks a free port; prints "listening on PORT")
+//
+// --deflate turns perMessageDeflate on with the settings every peer's --deflate shares: zlib
+// level 6, memLevel 8, context takeover, every message compressed (threshold 0); ws's other
+// defaults (at most 10 compressions at once, on libuv's thread pool) stay.
 //
 // Paths: / echoes, text as text and binary as binary; /sub joins the broadcast room; each
 // message on /pub is sent to every member by a loop (ws has no rooms). `ws` is found through
@@ -11,11 +15,14 @@ const http = require('http');
 const { WebSocketServer } = require('ws');
 
 let port = 9305;
+let deflate = false;
 for (let i = 2; i < process.argv.length; ++i) {
   if (process.argv[i] === '--port' && i + 1 < process.argv.length) {
     port = Number(process.argv[++i]);
+  } else if (process.argv[i] === '--deflate') {
+    deflate = true;
   } else {
-    console.error('usage: ws_echo.js [--port P]');
+    console.error('usage: ws_echo.js [--port P] [--deflate]');
     process.exit(2);
   }
 }
@@ -24,7 +31,9 @@ const members = new Set();
 const server = http.createServer();
 const wss = new WebSocketServer({
   server,
-  perMessageDeflate: false,
+  perMessageDeflate: deflate
+    ? { threshold: 0, zlibDeflateOptions: { level: 6, memLevel: 8 } }
+    : false,
   maxPayload: 16 << 20,
   clientTracking: false,
 });

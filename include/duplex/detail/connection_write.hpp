@@ -150,17 +150,47 @@ void connection<Transport, UserData>::queue_shared(shared_message message, std::
         // Every client frame needs its own masking key: copy, as send() does.
         return queue_message(message.type(), with_header_room(message.payload()), cost, {});
     }
+    std::string_view wire = message.frame_bytes();
+#ifdef DUPLEX_ENABLE_DEFLATE
+    if (phase_ == phase::open && session_.would_compress(message.payload().size())) {
+        if (const auto settings = session_.shared_compression()) {
+            // No context takeover: every connection with these settings sends the same bytes,
+            // compressed once by whichever sent it first.
+            const std::string_view compressed = message.compressed_frame(*settings);
+            if (!compressed.empty()) wire = compressed;
+        } else {
+            return queue_own_compressed(message, cost);
+        }
+    }
+#endif
     protocol::frame_prefix prefix;
     const std::error_code ec =
         phase_ != phase::open
             ? make_error_code(error::closed)
             : session_.prepare_whole_message(message.type(), message.payload().size(), prefix);
     if (ec) return unbuffer(cost);
-    // An unmasked server header depends only on opcode and length: the shared frame's own
-    // header is the one the session just made.
-    queue_.push_shared(std::move(message), cost);
+    // An unmasked server header depends only on opcode, length and RSV1: the shared frame's own
+    // header is the one the session would have made.
+    queue_.push_shared(std::move(message), cost, wire);
     note_sent();
 }
+
+#ifdef DUPLEX_ENABLE_DEFLATE
+// Context takeover: this connection's compressor builds on its own earlier messages, so a
+// shared message is compressed here, for this connection alone, into a frame of its own.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::queue_own_compressed(const shared_message& message,
+                                                           std::size_t cost) {
+    protocol::frame_prefix prefix;
+    std::string_view body;
+    if (prepare_frame(message.type(), message.payload(), cost, prefix, body)) return;
+    std::string framed = with_header_room(body);
+    const std::size_t offset = protocol::max_frame_header_size - prefix.size;
+    std::memcpy(&framed[offset], prefix.bytes, prefix.size);
+    queue_.push_owned(std::move(framed), offset, cost);
+    note_sent();
+}
+#endif
 
 // A handler's answer, framed on the strand straight into the queue.
 template <class Transport, class UserData>

@@ -32,22 +32,23 @@ namespace duplex::detail {
 
 enum class frame_kind : unsigned char {
     owned,    // header and payload in the frame's own bytes (one or more whole frames)
-    shared,   // a server frame encoded once for many connections (shared_message)
+    shared,   // a server frame encoded once for many connections (shared_message), or its
+              // compressed form shared by the connections that compress alike
     borrowed, // the header in the frame's bytes, the payload still in the bytes being parsed
 };
 
 struct queued_frame {
     frame_kind kind = frame_kind::owned;
-    std::string bytes;      // owned: [offset, end) is wire bytes; borrowed: the header
-    std::size_t offset = 0; // owned: where the first header starts (room left for a longer one)
-    std::size_t cost = 0;   // what the connection counted for it against its send limits
-    shared_message shared;
-    std::string_view borrowed;
+    std::string bytes;        // owned: [offset, end) is wire bytes; borrowed: the header
+    std::size_t offset = 0;   // owned: where the first header starts (room left for a longer one)
+    std::size_t cost = 0;     // what the connection counted for it against its send limits
+    shared_message shared;    // shared: keeps `outside` alive
+    std::string_view outside; // borrowed: the payload; shared: the whole frame, in `shared`
     unique_function<void(std::error_code)> done; // told when the frame was written, or not
 
     // The bytes that lead the frame on the wire: all of it, except a borrowed payload.
     std::string_view head_bytes() const noexcept {
-        if (kind == frame_kind::shared) return shared.frame_bytes();
+        if (kind == frame_kind::shared) return outside;
         return std::string_view(bytes).substr(offset);
     }
 };
@@ -82,8 +83,14 @@ public:
     }
 
     void push_shared(shared_message message, std::size_t cost) {
+        const std::string_view wire = message.frame_bytes();
+        push_shared(std::move(message), cost, wire);
+    }
+    // `wire`: the bytes to write, frame_bytes() or a compressed_frame() of `message`.
+    void push_shared(shared_message message, std::size_t cost, std::string_view wire) {
         queued_frame frame;
         frame.kind = frame_kind::shared;
+        frame.outside = wire;
         frame.shared = std::move(message);
         frame.cost = cost;
         frames_.push_back(std::move(frame));
@@ -95,7 +102,7 @@ public:
         queued_frame frame;
         frame.kind = frame_kind::borrowed;
         frame.bytes.assign(header.data(), header.size());
-        frame.borrowed = payload;
+        frame.outside = payload;
         frame.cost = cost;
         frames_.push_back(std::move(frame));
         ++borrowed_;
@@ -131,11 +138,11 @@ public:
         if (borrowed_ == 0) return;
         for (auto& frame : frames_) {
             if (frame.kind != frame_kind::borrowed) continue;
-            std::string owned = buffer_cache::take(frame.bytes.size() + frame.borrowed.size());
+            std::string owned = buffer_cache::take(frame.bytes.size() + frame.outside.size());
             owned.append(frame.bytes);
-            owned.append(frame.borrowed.data(), frame.borrowed.size());
+            owned.append(frame.outside.data(), frame.outside.size());
             frame.bytes = std::move(owned);
-            frame.borrowed = {};
+            frame.outside = {};
             frame.kind = frame_kind::owned;
         }
         borrowed_ = 0;
@@ -169,8 +176,8 @@ public:
             out.push_back(asio::buffer(head.data(), head.size()));
             bytes += head.size();
             if (frame.kind == frame_kind::borrowed) {
-                out.push_back(asio::buffer(frame.borrowed.data(), frame.borrowed.size()));
-                bytes += frame.borrowed.size();
+                out.push_back(asio::buffer(frame.outside.data(), frame.outside.size()));
+                bytes += frame.outside.size();
             }
             ++in_flight_;
         }

@@ -58,12 +58,28 @@ struct deflate_tuning {
     std::size_t threshold = 1024; // messages shorter than this are sent uncompressed
 };
 
+// The settings that alone decide a compressed message's bytes when the compressor starts
+// afresh for every message (no context takeover): two compressors with equal settings turn a
+// message into the same bytes. A broadcast (shared_message) compresses once per distinct
+// settings for all the connections that have them. Values are clamped as the compressor
+// clamps them, so settings that compress alike compare equal.
+struct stateless_deflate {
+    int window_bits = 15; // 8-15
+    int level = 6;        // 0-9
+    int mem_level = 8;    // 1-9
+    bool operator==(const stateless_deflate& o) const noexcept {
+        return window_bits == o.window_bits && level == o.level && mem_level == o.mem_level;
+    }
+    bool operator!=(const stateless_deflate& o) const noexcept { return !(*this == o); }
+};
+
 // A server's preferences. Off by default at this layer; the endpoints choose their own
 // default. Window bits outside 8-15 are clamped into it.
 struct deflate_server_options {
     bool enabled = false;
     // Reset our compressor after every message: costs ratio, but no compressor memory is held
-    // between messages. Sent in every response; implied when the client asks for it.
+    // between messages, and a broadcast is compressed once for all such connections instead
+    // of once per connection. Sent in every response; implied when the client asks for it.
     bool server_no_context_takeover = false;
     // Ask the client to reset after every message, so no decompressor memory is held between
     // its messages. Sent in every response (RFC 7692 7.1.1.2 lets a server always send it).

@@ -165,6 +165,23 @@ public:
         return false;
 #endif
     }
+    // Whether prepare_message() compresses a whole message of `size` bytes.
+    bool would_compress(std::size_t size) const noexcept {
+        return deflate_on_ && size > 0 && size >= options_.compression.threshold;
+    }
+    // A server that agreed server_no_context_takeover starts every message afresh, so what it
+    // sends compressed depends only on these settings and the message: compressed once, a
+    // broadcast serves every connection with the same settings (shared_message). nullopt for
+    // a compressor with context takeover (each message builds on this connection's earlier
+    // ones), for a client (its frames are masked each with its own key), and without deflate.
+    std::optional<stateless_deflate> shared_compression() const noexcept {
+        if (!deflate_on_ || role_ != role::server || !options_.deflate->server_no_context_takeover)
+            return std::nullopt;
+        const auto clamp = [](int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; };
+        return stateless_deflate{clamp(options_.deflate->server_max_window_bits, 8, 15),
+                                 clamp(options_.compression.level, 0, 9),
+                                 clamp(options_.compression.mem_level, 1, 9)};
+    }
     // The peer's close code (1005 when it sent none, 1006 when no close was received) and reason.
     std::uint16_t peer_close_code() const noexcept { return peer_close_code_; }
     const std::string& peer_close_reason() const noexcept { return peer_close_reason_; }
