@@ -198,12 +198,30 @@ void connection<Transport, UserData>::drop_queue(std::error_code ec) {
 }
 
 // A handler answering a message runs inside process_input, which writes once when the whole
-// read has been parsed: one write per read, not one per answer.
+// read has been parsed: one write per read, not one per answer. Anything else (a publish from
+// another connection's handler, a send from another thread) is corked: see cork().
 template <class Transport, class UserData>
 void connection<Transport, UserData>::note_sent() {
     // Inside process_input the read's own time is recent enough for the idle timeout.
     deadlines_.active(processing_input_ ? deadlines_.last_received() : clock::now());
-    if (!processing_input_) flush();
+    if (!processing_input_) cork();
+}
+
+// Corking: the write waits until the handlers that are ready now have run. Each publisher's
+// read completes in a turn of its own, so a write per publish would cost a member one system
+// call per message; deferred, everything queued for it while the scheduler works through one
+// batch of ready completions leaves in one gathered write. Asio queues a deferred handler
+// behind the completions that are already ready (and behind the reactor's next poll), so the
+// flush runs once that batch is done. While a write is in flight nothing needs scheduling:
+// its completion writes what was queued meanwhile.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::cork() {
+    if (flush_due_ || writing_) return;
+    flush_due_ = true;
+    asio::defer(strand_, [self = this->shared_from_this()] {
+        self->flush_due_ = false;
+        self->flush();
+    });
 }
 
 // ---- writing -------------------------------------------------------------------------------
