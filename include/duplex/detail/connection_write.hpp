@@ -214,13 +214,20 @@ void connection<Transport, UserData>::note_sent() {
 // behind the completions that are already ready (and behind the reactor's next poll), so the
 // flush runs once that batch is done. While a write is in flight nothing needs scheduling:
 // its completion writes what was queued meanwhile.
+//
+// Deferred to the executor under the strand, not to the strand itself: a strand with a
+// handler waiting runs nothing inline, so every later send() to this connection from another
+// strand would queue behind the flush instead of being framed at once, and the flush would take
+// only the first message.
 template <class Transport, class UserData>
 void connection<Transport, UserData>::cork() {
     if (flush_due_ || writing_) return;
     flush_due_ = true;
-    asio::defer(strand_, [self = this->shared_from_this()] {
-        self->flush_due_ = false;
-        self->flush();
+    asio::defer(strand_.get_inner_executor(), [self = this->shared_from_this()] {
+        asio::dispatch(self->strand_, [self] {
+            self->flush_due_ = false;
+            self->flush();
+        });
     });
 }
 
