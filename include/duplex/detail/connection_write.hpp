@@ -215,19 +215,29 @@ void connection<Transport, UserData>::note_sent() {
 // flush runs once that batch is done. While a write is in flight nothing needs scheduling:
 // its completion writes what was queued meanwhile.
 //
-// Deferred to the executor under the strand, not to the strand itself: a strand with a
-// handler waiting runs nothing inline, so every later send() to this connection from another
-// strand would queue behind the flush instead of being framed at once, and the flush would take
-// only the first message.
+// The flush is deferred to the executor under the strand (through the thread's cork_batch),
+// not to the strand itself: a strand with a handler waiting runs nothing inline, so every later
+// send() to this connection from another strand would queue behind the flush instead of being
+// framed at once, and the flush would take only the first message.
 template <class Transport, class UserData>
 void connection<Transport, UserData>::cork() {
     if (flush_due_ || writing_) return;
     flush_due_ = true;
-    asio::defer(strand_.get_inner_executor(), [self = this->shared_from_this()] {
-        asio::dispatch(self->strand_, [self] {
-            self->flush_due_ = false;
-            self->flush();
-        });
+    const auto inner = [this] { return strand_.get_inner_executor(); };
+    if (detail::cork_batch::join(inner, asio::query(strand_, asio::execution::context),
+                                 this->shared_from_this(), &connection::flush_corked))
+        return;
+    asio::defer(inner(),
+                [self = this->shared_from_this()]() mutable { flush_corked(std::move(self)); });
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::flush_corked(std::shared_ptr<void>&& member) {
+    auto self = std::static_pointer_cast<connection>(std::move(member));
+    auto& strand = self->strand_;
+    asio::dispatch(strand, [self = std::move(self)] {
+        self->flush_due_ = false;
+        self->flush();
     });
 }
 
