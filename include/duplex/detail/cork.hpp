@@ -14,6 +14,7 @@
 #include <asio/execution_context.hpp>
 
 #include <memory>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -24,31 +25,29 @@ public:
     // Flushes one member: dispatches to its strand (which is why the batch holds it untyped).
     using flush_fn = void (*)(std::shared_ptr<void>&&);
 
-    // Adds `member` to this thread's batch for `context`, starting one (deferred on
-    // `executor()`) if there is none. False when this thread's batch belongs to another
-    // execution context: the caller then schedules its flush itself.
-    // `executor()` is called only to start a batch: copying an executor is not free, and it is
-    // paid once per member per turn.
+    // Adds `member` to this thread's open batch for `context`, starting one (deferred on
+    // `executor()`, called only then: copying an executor is not free) if there is none. False
+    // when this thread's open batch belongs to another execution context: the caller then
+    // schedules its flush itself.
     template <class MakeExecutor>
     static bool join(MakeExecutor&& executor, asio::execution_context& context,
                      std::shared_ptr<void> member, flush_fn flush) {
-        cork_batch*& current = slot();
-        if (current == nullptr) {
-            auto batch = std::make_unique<cork_batch>(context);
-            current = batch.get();
-            asio::defer(executor(), [batch = std::move(batch)]() mutable { batch->run(); });
-        } else if (&current->context_ != &context) {
-            return false;
+        std::shared_ptr<cork_batch>& current = slot();
+        if (current) {
+            std::lock_guard<std::mutex> lock(current->mutex_);
+            if (!current->closed_) {
+                if (&current->context_ != &context) return false;
+                current->members_.push_back({std::move(member), flush});
+                return true;
+            }
         }
+        current = std::make_shared<cork_batch>(context);
         current->members_.push_back({std::move(member), flush});
+        asio::defer(executor(), runner(current));
         return true;
     }
 
     explicit cork_batch(asio::execution_context& context) : context_(context) {}
-    cork_batch(const cork_batch&) = delete;
-    cork_batch& operator=(const cork_batch&) = delete;
-    // Also when the handler is destroyed unrun (its execution context shut down).
-    ~cork_batch() { leave_slot(); }
 
 private:
     struct member {
@@ -56,23 +55,42 @@ private:
         flush_fn flush;
     };
 
-    static cork_batch*& slot() {
-        thread_local cork_batch* current = nullptr;
-        return current;
-    }
-    void leave_slot() noexcept {
-        if (slot() == this) slot() = nullptr;
+    // The deferred handler. A batch is joined only on the thread that started it, but Asio may
+    // run the handler on another thread of the same io_context: the mutex covers the members,
+    // and once the handler took them the batch is closed and the thread starts a new one.
+    struct runner {
+        std::shared_ptr<cork_batch> batch;
+        explicit runner(std::shared_ptr<cork_batch> b) : batch(std::move(b)) {}
+        runner(runner&&) noexcept = default;
+        runner& operator=(runner&&) noexcept = default;
+        runner(const runner&) = delete;
+        runner& operator=(const runner&) = delete;
+        // Destroyed unrun (its execution context shut down): let go of the members now, as any
+        // pending handler of theirs would, not when the thread that started the batch exits.
+        ~runner() {
+            if (batch) (void)batch->take();
+        }
+        void operator()() {
+            for (auto& m : batch->take()) m.flush(std::move(m.connection));
+        }
+    };
+
+    std::vector<member> take() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        closed_ = true;
+        std::vector<member> taken;
+        taken.swap(members_);
+        return taken;
     }
 
-    void run() {
-        // What is corked while these flush (a write completing at once may let a handler
-        // send) goes into the next batch.
-        leave_slot();
-        for (auto& m : members_) m.flush(std::move(m.connection));
-        members_.clear();
+    static std::shared_ptr<cork_batch>& slot() {
+        thread_local std::shared_ptr<cork_batch> current;
+        return current;
     }
 
     asio::execution_context& context_;
+    std::mutex mutex_;
+    bool closed_ = false; // taken by its handler: members go into a new batch
     std::vector<member> members_;
 };
 
