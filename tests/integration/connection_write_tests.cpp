@@ -216,7 +216,11 @@ TEST_CASE("Control frames go before queued data in the next write: a pong or a c
     c->start(record_into(rec));
     std::vector<outcome> sent(3);
     const std::vector<std::string> payloads = {std::string(1000, 'A'), "BBBB", "CCCC"};
-    for (std::size_t i = 0; i < payloads.size(); ++i)
+    // Sends in one turn leave in one write (corking): A goes first and alone, so that it is in
+    // flight and stalled while B and C wait in the queue behind it.
+    c->async_send(opcode::binary, payloads[0], sent[0].handler());
+    h.settle();
+    for (std::size_t i = 1; i < payloads.size(); ++i)
         c->async_send(opcode::binary, payloads[i], sent[i].handler());
     h.settle(); // A is in flight and stalled; B and C wait in the queue
     CHECK(c->buffered_amount() == 1000 + 4 + 4 + 3 * duplex::protocol::max_frame_header_size);
