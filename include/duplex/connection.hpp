@@ -20,6 +20,7 @@
 // I/O-free detail/deadlines.hpp).
 #pragma once
 
+#include "detail/cork.hpp"
 #include "detail/deadlines.hpp"
 #include "detail/post_completion.hpp"
 #include "detail/transport_traits.hpp"
@@ -31,6 +32,7 @@
 
 #include <asio/async_result.hpp>
 #include <asio/bind_executor.hpp>
+#include <asio/defer.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -507,6 +509,8 @@ private:
     bool is_unparsed_input(std::string_view bytes) const noexcept;
     void drop_queue(std::error_code ec);
     void note_sent();
+    void cork();
+    static void flush_corked(std::shared_ptr<void>&& member);
     void flush();
     void write_answers_before_close();
     void send_pending_close();
@@ -572,6 +576,7 @@ private:
     std::string control_in_flight_;             // pongs, pings and close frames being written
     std::vector<asio::const_buffer> gather_;    // the buffers of the write in flight
     bool writing_ = false;                      // a write is pending
+    bool flush_due_ = false;                    // cork(): in this thread's cork_batch
     std::vector<done_handler> control_waiters_; // async_ping: not yet written
     std::vector<done_handler> control_waiters_in_flight_; // async_ping: being written
     std::atomic<std::size_t> buffered_{0};        // bytes admitted and not written or dropped

@@ -1,7 +1,12 @@
 // duplex::connection's write path over the in-memory transport (detail/connection_write.hpp):
 // write failures, backpressure and the write queue, control frames before data, one write per
-// read, async_ping, and senders on other threads. The harness is memory_harness.hpp.
+// read, corking (sends outside a read's handlers leave together at the end of the turn),
+// async_ping, and senders on other threads. The harness is memory_harness.hpp.
 #include "memory_harness.hpp"
+
+#include <duplex/rooms.hpp>
+
+#include <asio/post.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -211,7 +216,11 @@ TEST_CASE("Control frames go before queued data in the next write: a pong or a c
     c->start(record_into(rec));
     std::vector<outcome> sent(3);
     const std::vector<std::string> payloads = {std::string(1000, 'A'), "BBBB", "CCCC"};
-    for (std::size_t i = 0; i < payloads.size(); ++i)
+    // Sends in one turn leave in one write (corking): A goes first and alone, so that it is in
+    // flight and stalled while B and C wait in the queue behind it.
+    c->async_send(opcode::binary, payloads[0], sent[0].handler());
+    h.settle();
+    for (std::size_t i = 1; i < payloads.size(); ++i)
         c->async_send(opcode::binary, payloads[i], sent[i].handler());
     h.settle(); // A is in flight and stalled; B and C wait in the queue
     CHECK(c->buffered_amount() == 1000 + 4 + 4 + 3 * duplex::protocol::max_frame_header_size);
@@ -380,6 +389,121 @@ TEST_CASE("async_ping completes once written, its errors", "[connection][async]"
     ping("late");
     REQUIRE(h.run_until([&] { return pings.size() == 3; }));
     CHECK(pings[2] == error::closed);
+}
+
+// ---- corking ------------------------------------------------------------------------------
+
+TEST_CASE("Corking: publishes and sends made in one turn outside the member's read reach it in "
+          "one write",
+          "[connection][cork]") {
+    harness h;
+    duplex::rooms<mem_connection> rooms;
+    std::vector<std::shared_ptr<mem_connection>> members;
+    std::vector<raw_peer> peers;
+    for (int i = 0; i < 2; ++i) {
+        auto [a, b] = h.pair();
+        members.push_back(h.connect(std::move(a), role::server));
+        peers.push_back(h.peer(std::move(b), role::client));
+        members.back()->start({});
+        REQUIRE(rooms.join(members.back(), "room"));
+        // A read is pending before anything is sent: a write per message would complete it
+        // with the first message alone.
+        peers.back().start_reading();
+    }
+    h.settle();
+    // One turn, as a publisher's handler is: five publishes, and a send of the first
+    // member's own between them.
+    std::vector<std::size_t> buffered_in_turn;
+    asio::post(h.io, [&] {
+        for (int i = 0; i < 5; ++i) {
+            rooms.publish("room", opcode::text, "p" + std::to_string(i));
+            if (i == 2) members[0]->send(opcode::binary, "own");
+        }
+        for (auto& m : members) buffered_in_turn.push_back(m->buffered_amount());
+    });
+    REQUIRE(h.run_until([&] {
+        return data_messages(peers[0].frames()).size() == 6 &&
+               data_messages(peers[1].frames()).size() == 5;
+    }));
+    h.settle();
+    // Nothing was written during the turn: everything was still queued at its end.
+    REQUIRE(buffered_in_turn.size() == 2);
+    CHECK(buffered_in_turn[0] > 0);
+    CHECK(buffered_in_turn[1] > 0);
+    CHECK(peers[0].state().reads == 1);
+    CHECK(peers[1].state().reads == 1);
+    CHECK(data_messages(peers[0].frames()) ==
+          std::vector<std::string>{"t:p0", "t:p1", "t:p2", "b:own", "t:p3", "t:p4"});
+    CHECK(data_messages(peers[1].frames()) ==
+          std::vector<std::string>{"t:p0", "t:p1", "t:p2", "t:p3", "t:p4"});
+    for (auto& m : members) CHECK(m->buffered_amount() == 0);
+}
+
+TEST_CASE("Corking: sends in the member's own turns keep their order with broadcasts, and a "
+          "close in the same turn goes last",
+          "[connection][cork]") {
+    harness h;
+    duplex::rooms<mem_connection> rooms;
+    auto [a, b] = h.pair();
+    auto c = h.connect(std::move(a), role::server);
+    auto peer = h.peer(std::move(b), role::client);
+    c->start({});
+    REQUIRE(rooms.join(c, "room"));
+    peer.start_reading();
+    h.settle();
+    // On the member's own strand (as its on_drain or a posted task would be), then from
+    // outside it, then close(): the close frame follows every message queued before it.
+    asio::post(c->get_executor(), [&] {
+        rooms.publish("room", opcode::text, "b1");
+        c->send(opcode::text, "own1");
+    });
+    asio::post(h.io, [&] {
+        rooms.publish("room", opcode::text, "b2");
+        c->send(opcode::text, "own2");
+        rooms.publish("room", opcode::text, "b3");
+        c->close(1000, "bye");
+        rooms.publish("room", opcode::text, "after close"); // refused: the member is closing
+    });
+    REQUIRE(h.run_until([&] {
+        const auto frames = peer.frames();
+        return !frames.empty() && frames.back().is(opcode::close);
+    }));
+    const auto frames = peer.frames();
+    CHECK(data_messages(frames) ==
+          std::vector<std::string>{"t:b1", "t:own1", "t:b2", "t:own2", "t:b3"});
+    CHECK(frames.back().close_code() == 1000);
+    CHECK(std::count_if(frames.begin(), frames.end(),
+                        [](const wire_frame& f) { return f.is(opcode::close); }) == 1);
+}
+
+TEST_CASE("Corking: sends in one turn still count against the send buffer limit",
+          "[connection][cork][backpressure]") {
+    harness h;
+    auto [a, b] = h.pair();
+    auto options = fast_options();
+    options.send_buffer_high_water = 100;
+    options.send_buffer_low_water = 50;
+    options.send_buffer_limit = 200;
+    auto c = h.connect(std::move(a), role::server, options);
+    auto peer = h.peer(std::move(b), role::client);
+    auto rec = std::make_shared<record>();
+    c->start(record_into(rec));
+    peer.start_reading();
+    h.settle();
+    // Nothing is written before the turn ends, so the queue grows within it: the limits see
+    // every send, and the one past the limit is dropped and fails the member as a slow reader.
+    const std::string payload(60, 'x');
+    std::vector<send_status> statuses;
+    asio::post(h.io, [&] {
+        for (int i = 0; i < 5; ++i) statuses.push_back(c->send(opcode::binary, payload));
+    });
+    REQUIRE(h.run_until([&] { return rec->closed.has_value(); }));
+    REQUIRE(statuses.size() == 5);
+    CHECK(statuses[0] == send_status::ok);
+    CHECK(statuses[1] == send_status::backpressure);
+    CHECK(std::find(statuses.begin(), statuses.end(), send_status::dropped) != statuses.end());
+    CHECK(rec->closed->code == 1008);
+    CHECK(c->buffered_amount() == 0);
 }
 
 // ---- threads ------------------------------------------------------------------------------

@@ -228,12 +228,47 @@ void connection<Transport, UserData>::drop_queue(std::error_code ec) {
 }
 
 // A handler answering a message runs inside process_input, which writes once when the whole
-// read has been parsed: one write per read, not one per answer.
+// read has been parsed: one write per read, not one per answer. Anything else (a publish from
+// another connection's handler, a send from another thread) is corked: see cork().
 template <class Transport, class UserData>
 void connection<Transport, UserData>::note_sent() {
     // Inside process_input the read's own time is recent enough for the idle timeout.
     deadlines_.active(processing_input_ ? deadlines_.last_received() : clock::now());
-    if (!processing_input_) flush();
+    if (!processing_input_) cork();
+}
+
+// Corking: the write waits until the handlers that are ready now have run. Each publisher's
+// read completes in a turn of its own, so a write per publish would cost a member one system
+// call per message; deferred, everything queued for it while the scheduler works through one
+// batch of ready completions leaves in one gathered write. Asio queues a deferred handler
+// behind the completions that are already ready (and behind the reactor's next poll), so the
+// flush runs once that batch is done. While a write is in flight nothing needs scheduling:
+// its completion writes what was queued meanwhile.
+//
+// The flush is deferred to the executor under the strand (through the thread's cork_batch),
+// not to the strand itself: a strand with a handler waiting runs nothing inline, so every later
+// send() to this connection from another strand would queue behind the flush instead of being
+// framed at once, and the flush would take only the first message.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::cork() {
+    if (flush_due_ || writing_) return;
+    flush_due_ = true;
+    const auto inner = [this] { return strand_.get_inner_executor(); };
+    if (detail::cork_batch::join(inner, asio::query(strand_, asio::execution::context),
+                                 this->shared_from_this(), &connection::flush_corked))
+        return;
+    asio::defer(inner(),
+                [self = this->shared_from_this()]() mutable { flush_corked(std::move(self)); });
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::flush_corked(std::shared_ptr<void>&& member) {
+    auto self = std::static_pointer_cast<connection>(std::move(member));
+    auto& strand = self->strand_;
+    asio::dispatch(strand, [self = std::move(self)] {
+        self->flush_due_ = false;
+        self->flush();
+    });
 }
 
 // ---- writing -------------------------------------------------------------------------------
