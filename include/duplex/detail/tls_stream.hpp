@@ -157,13 +157,18 @@ public:
     }
 
     // Readiness (see the policy contract in tcp.hpp): completes when read_now may find bytes,
-    // at once when decrypted bytes or ciphertext wait in the stream.
+    // at once when decrypted bytes or ciphertext wait in the stream. Reading makes OpenSSL
+    // answer (KeyUpdate), so a peer that sends but never reads could grow our unsent output
+    // without end: past output_limit, input waits until the output has left.
     template <class Handler>
     void async_wait_readable(Handler&& handler) {
         start_op(handler);
-        if (core_->in_begin != core_->in_end || ::SSL_pending(core_->ssl) > 0 || core_->read_error)
-            return complete(core_, std::forward<Handler>(handler), false, std::error_code{});
-        core_->socket.async_wait(asio::socket_base::wait_read, std::forward<Handler>(handler));
+        if (!core_->output_backlog()) return wait_readable(core_, std::forward<Handler>(handler));
+        auto c = core_;
+        flush(c, false, [c, h = std::forward<Handler>(handler)](std::error_code ec, bool) mutable {
+            if (ec) return complete(c, std::move(h), false, ec);
+            wait_readable(c, std::move(h));
+        });
     }
 
     // Decrypts what is there without blocking: asio::error::would_block when nothing is.
@@ -246,6 +251,9 @@ private:
         std::vector<unique_function<void(std::error_code)>> flushed; // waiting for all to leave
 
         static constexpr std::size_t input_size = 17 * 1024; // one full TLS record and more
+        static constexpr std::size_t output_limit = 64 * 1024;
+
+        bool output_backlog() const noexcept { return out.size() + sending.size() > output_limit; }
 
         void take_input_buffer() {
             if (in_capacity < input_size) {
@@ -408,6 +416,13 @@ private:
         start_flush(c);
     }
 
+    template <class Handler>
+    static void wait_readable(const std::shared_ptr<core>& c, Handler&& handler) {
+        if (c->in_begin != c->in_end || ::SSL_pending(c->ssl) > 0 || c->read_error)
+            return complete(c, std::forward<Handler>(handler), false, std::error_code{});
+        c->socket.async_wait(asio::socket_base::wait_read, std::forward<Handler>(handler));
+    }
+
     // ---- completions ---------------------------------------------------------------------
 
     template <class Handler>
@@ -486,6 +501,19 @@ private:
         }
 
         void run() {
+            if (c->output_backlog()) { // see async_wait_readable
+                auto self = std::make_shared<read_op>(std::move(*this));
+                return flush(self->c, self->waited, [self](std::error_code ec, bool waited_now) {
+                    self->waited = waited_now;
+                    if (!ec) return self->run_now();
+                    auto cc = self->c;
+                    complete(cc, std::move(self->handler), waited_now, ec, std::size_t{0});
+                });
+            }
+            run_now();
+        }
+
+        void run_now() {
             std::size_t n = 0;
             std::error_code ec;
             const status s = perform(
