@@ -251,7 +251,9 @@ private:
         std::vector<unique_function<void(std::error_code)>> flushed; // waiting for all to leave
 
         static constexpr std::size_t input_size = 17 * 1024; // one full TLS record and more
-        static constexpr std::size_t output_limit = 64 * 1024;
+        // Above what one write_some leaves (64 KiB of plaintext, encrypted), so that only output
+        // made by reading (answers to a peer that does not read) can reach it.
+        static constexpr std::size_t output_limit = 256 * 1024;
 
         bool output_backlog() const noexcept { return out.size() + sending.size() > output_limit; }
 
