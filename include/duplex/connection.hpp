@@ -87,11 +87,11 @@ struct connection_options {
     std::chrono::milliseconds close_timeout{std::chrono::seconds(5)};
     // Bytes read from the transport at a time.
     std::size_t read_buffer_size = 16U * 1024U;
-    // Over plain TCP, an idle connection holds no receive buffer: it waits until the socket
-    // is readable, then reads into one buffer per io thread. Asio's reactor re-arms epoll
-    // (one epoll_ctl) for every such wait. true trades memory for that system call: each
-    // connection keeps a read_buffer_size buffer and reads into it directly (as TLS always
-    // does), grown (up to 256 KiB) when reads fill it. docs/benchmarks.md measures both.
+    // Over TCP and TLS, an idle connection holds no receive buffer: it waits until the socket
+    // is readable (or the TLS stream holds bytes), then reads into one buffer per io thread.
+    // Asio's reactor re-arms epoll (one epoll_ctl) for every such wait. true trades memory for
+    // that system call: each connection keeps a read_buffer_size buffer and reads into it
+    // directly, grown (up to 256 KiB) when reads fill it. docs/benchmarks.md measures both.
     bool hold_read_buffer = false;
 };
 

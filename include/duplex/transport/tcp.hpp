@@ -31,8 +31,9 @@
 //   static asio::ip::tcp::endpoint remote_endpoint(const stream_type&) noexcept
 //       The peer's address, or a default endpoint when the transport has none.
 //
-// Optional, for streams whose readiness can be awaited without a buffer (plain sockets; not
-// TLS, whose library may hold decrypted bytes the socket knows nothing about):
+// Optional, for streams whose readiness can be awaited without a buffer (plain sockets; TLS,
+// whose stream completes the wait at once while it or OpenSSL holds bytes the socket knows
+// nothing about):
 //   static void async_wait_readable(stream_type&, Handler&& handler)  handler(std::error_code)
 //   static std::size_t read_now(stream_type&, asio::mutable_buffer, std::error_code&)
 //       Reads what is available without blocking (asio::error::would_block when nothing is).
@@ -42,6 +43,7 @@
 //       asynchronously.
 // With them a connection holds no receive buffer while it waits: it reads into a buffer of
 // its thread when bytes are there, so an idle connection costs a few hundred bytes, not 16 KiB.
+// write_now is independent of the other two (tls has readiness but no write_now yet).
 #pragma once
 
 #include "../detail/socket_transport.hpp"

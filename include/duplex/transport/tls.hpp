@@ -1,9 +1,10 @@
 // duplex/transport/tls.hpp — the TLS transport policy (wss://) over OpenSSL.
 // SPDX-License-Identifier: BSL-1.0
 //
-// `tls` follows the policy contract written at the top of tcp.hpp. It runs TLS 1.2+ over an
-// asio::ssl::stream<asio::ip::tcp::socket> and is secure by default: a client context made by
-// tls::client_context() verifies the server's certificate against the system CA store, and
+// `tls` follows the policy contract written at the top of tcp.hpp. It runs TLS 1.2+ over a TCP
+// socket through duplex's own stream (detail/tls_stream.hpp: OpenSSL over a BIO of ours, no
+// record buffers held while a connection is idle) and is secure by default: a client context made
+// by tls::client_context() verifies the server's certificate against the system CA store, and
 // tls::async_handshake checks the certificate names the host the client connected to, and
 // sends that host as SNI. Turning verification off takes a function whose name says so
 // (tls::client_context_insecure()), never a bare `false`.
@@ -18,6 +19,7 @@
 #pragma once
 
 #include "../detail/post_completion.hpp"
+#include "../detail/tls_stream.hpp"
 #include "../protocol/session.hpp"
 
 #include <asio/associated_executor.hpp>
@@ -42,7 +44,7 @@
 namespace duplex::transport {
 
 struct tls {
-    using stream_type = asio::ssl::stream<asio::ip::tcp::socket>;
+    using stream_type = detail::tls_stream;
     static constexpr bool is_secure = true;
 
     // State shared by every connection of one server or client: the OpenSSL context
@@ -116,14 +118,13 @@ struct tls {
         auto context = make_context(asio::ssl::context::tls_server, ec);
         if (ec) return {};
         context.ssl->set_options(asio::ssl::context::single_dh_use, ec);
-#ifdef SSL_OP_NO_RENEGOTIATION
-        // Client-initiated renegotiation costs the server a handshake per request: a cheap DoS.
-        if (!ec) ::SSL_CTX_set_options(context.ssl->native_handle(), SSL_OP_NO_RENEGOTIATION);
-#endif
         if (!ec) context.ssl->use_certificate_chain_file(cert_chain_file, ec);
         if (!ec) context.ssl->use_private_key_file(private_key_file, asio::ssl::context::pem, ec);
         if (!ec && ::SSL_CTX_check_private_key(context.ssl->native_handle()) != 1)
             ec = last_ssl_error();
+        // Session tickets (stateless resumption) are OpenSSL's default for servers and stay on:
+        // a TLS 1.3 server sends them right after its handshake; a returning client that kept
+        // one skips the certificate exchange. The server's session cache is left on as well.
         return ec ? context_type{} : context;
     }
     static context_type server_context(const std::string& cert_chain_file,
@@ -138,7 +139,7 @@ struct tls {
     // made); an empty one throws std::invalid_argument here rather than dereferencing null.
     static stream_type make_stream(asio::ip::tcp::socket&& connected, context_type& context) {
         if (!context) throw std::invalid_argument("duplex::tls: empty context_type");
-        return stream_type(std::move(connected), *context.ssl);
+        return stream_type(std::move(connected), context.ssl->native_handle());
     }
 
     // Client: sends SNI (except for IP literals, RFC 6066 section 3) and, when the context
@@ -166,21 +167,19 @@ struct tls {
         stream.async_handshake(asio::ssl::stream_base::client, std::forward<Handler>(handler));
     }
 
-    // Sends close_notify, then ends the TCP send direction. Asio's TLS shutdown also waits for
-    // the peer's close_notify, and a peer that never sends one (nor closes TCP) would keep it
-    // pending forever: the caller MUST bound it with a timer and call close() when the timer
-    // fires, which completes it with operation_aborted. A read may be pending at the same time
-    // (Asio serialises the two on the stream); it completes with eof on the peer's
-    // close_notify. The peer ending the TCP connection instead of answering (eof or a
-    // truncated stream) counts as success: our close_notify went out and the peer is gone.
+    // Sends close_notify after everything written before it, then ends the TCP send direction,
+    // and completes: it does not wait for the peer's close_notify. Whoever wants the peer's end
+    // reads until it comes (a connection drains, as over TCP): a pending read completes with
+    // eof on the peer's close_notify, or stream_truncated when the peer just closes TCP. A
+    // peer that reads nothing could stall the close_notify behind a full socket buffer, so the
+    // caller still bounds the shutdown with a timer and calls close() when it fires, which
+    // completes it with operation_aborted.
     template <class Handler>
     static void async_shutdown(stream_type& stream, Handler&& handler) {
         auto executor = asio::get_associated_executor(handler, stream.get_executor());
         stream.async_shutdown(asio::bind_executor(
             executor, [&stream, h = std::forward<Handler>(handler)](std::error_code ec) mutable {
-                // Both close_notify alerts exchanged is success whatever `ec` says: when a read
-                // was pending, Asio 1.22's shutdown waits for that read and then completes with
-                // the operation_aborted of its internal wait (asio/ssl/detail/io.hpp).
+                // Both close_notify alerts exchanged is success whatever `ec` says.
                 const int state = ::SSL_get_shutdown(stream.native_handle());
                 if ((state & SSL_SENT_SHUTDOWN) && (state & SSL_RECEIVED_SHUTDOWN)) ec = {};
                 if (is_clean_end(ec)) ec = {};
@@ -188,6 +187,19 @@ struct tls {
                 stream.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
                 h(ec);
             }));
+    }
+
+    // Readiness (tcp.hpp): a connection waits for input without a receive buffer of its own.
+    // It completes at once when the stream holds decrypted bytes or unread ciphertext, which
+    // the socket knows nothing about.
+    template <class Handler>
+    static void async_wait_readable(stream_type& stream, Handler&& handler) {
+        stream.async_wait_readable(std::forward<Handler>(handler));
+    }
+
+    static std::size_t read_now(stream_type& stream, asio::mutable_buffer buffer,
+                                std::error_code& ec) {
+        return stream.read_now(buffer, ec);
     }
 
     static void close(stream_type& stream) noexcept {
@@ -239,6 +251,11 @@ private:
         // OpenSSL otherwise keeps a read and a write buffer (about 34 KiB) in every idle
         // connection; with this it frees them while nothing is being sent or received.
         ::SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+#ifdef SSL_OP_NO_RENEGOTIATION
+        // No renegotiation either way: a server could otherwise make a client's write wait for
+        // a read (TLS 1.2), and client-initiated renegotiation is a cheap DoS on servers.
+        ::SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION);
+#endif
         return context_type{std::move(context)};
     }
 
