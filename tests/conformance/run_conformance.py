@@ -8,6 +8,7 @@ opening handshake of RFC 6455 section 4, in both roles. Python 3 standard librar
 
 Options: --cases REGEX (case ids, e.g. '5\\..*|7\\.1\\.1'), --jobs N (cases run in parallel),
 --markdown FILE (also write the tables as Markdown), --verbose (notes for every case),
+--progress (each grade as its case ends),
 --allow FILE (the reviewed NON-STRICT allow-list; default allowed_non_strict.txt here).
 
 Both duplex programs run with their default limits: no flag is passed to either.
@@ -415,8 +416,13 @@ def run_all(cases, roles, args):
 
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for (case, role), verdict, seconds in pool.map(run, jobs):
+        futures = [pool.submit(run, job) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            (case, role), verdict, seconds = future.result()
             results[(case.id, role)] = (verdict, seconds)
+            if args.progress:
+                print(f"{case.id} [{role} role] {verdict.result} in {seconds:.1f} s "
+                      f"({len(results)} of {len(jobs)})", flush=True)
     problems = echo_server.stop() if echo_server else []
     if case_server:
         case_server.close()
@@ -516,6 +522,8 @@ def main():
         os.path.abspath(__file__)), "allowed_non_strict.txt"))
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--progress", action="store_true",
+                        help="print each case's grade as it ends (long runs)")
     args = parser.parse_args()
     roles = ("server", "client") if args.role == "both" else (args.role,)
     if "server" in roles and not args.echo_server:
