@@ -48,11 +48,12 @@ struct client_options {
     protocol::http_limits http{};
     connection_options connection{};
     bool tcp_no_delay = true;
-    // permessage-deflate (RFC 7692): offered when enabled and built with duplex::deflate. What
-    // the server agrees to goes to connection.protocol.deflate: compressed messages received are
-    // inflated (bounded by max_message_size), and messages sent of at least
-    // connection.protocol.compression.threshold bytes are compressed.
-    protocol::deflate_client_options deflate{};
+    // permessage-deflate (RFC 7692): offered by default where the build can compress (linked
+    // with duplex::deflate), as browsers, Node ws and Python websockets offer it; a plain build
+    // offers nothing. What the server agrees to goes to connection.protocol.deflate: compressed
+    // messages received are inflated (bounded by max_message_size), and messages sent of at
+    // least connection.protocol.compression.threshold bytes are compressed.
+    protocol::deflate_client_options deflate = protocol::default_deflate_offer();
 };
 
 // What a server answered instead of 101 Switching Protocols: an upgrade it refused (401 for a

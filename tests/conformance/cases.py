@@ -1,5 +1,5 @@
-"""The cases: Autobahn|Testsuite sections 1-7, 9 and 10 (Autobahn has no section 8), all 301
-of them, written from what each of its cases does — the same sizes, fragmentation, pauses and
+"""The cases: Autobahn|Testsuite sections 1-7, 9, 10, 12 and 13 (Autobahn has no section 8, and
+its section 11 is empty), all 517 of them, written from what each of its cases does — the same sizes, fragmentation, pauses and
 expected outcomes — plus cases that are not Autobahn's: the opening handshake of RFC 6455
 section 4 (ids hs.* for the server role, hc.* for the client role), masking (m.*), and more
 close codes and the default limits (x.*).
@@ -14,6 +14,8 @@ import re
 import time
 from dataclasses import dataclass
 
+import corpora
+from deflate import Negotiation, accepting, first_of
 from judge import Echo, Fail, Informational, NotOpened, Refused
 from wire import (BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, accept_key, accept_response,
                   close_payload, encode_frame, is_utf8)
@@ -37,6 +39,10 @@ class Case:
     timeout: float = 2.0
     request: object = None  # server role: request(host, target, key) -> bytes to send
     response: object = None  # client role: response(key) -> bytes to answer the request with
+    # permessage-deflate (sections 12, 13): the offers, the acceptance and what each role checks
+    negotiation: object = None
+    client_args: tuple = ()  # client role: flags for conformance_client after the URL
+    heavy: bool = None  # one of the few long transfers run at a time (default: timeout > 2 s)
 
     @property
     def section(self):
@@ -53,6 +59,8 @@ SECTIONS = {
     "7": "Close Handling",
     "9": "Limits/Performance",
     "10": "Miscellaneous",
+    "12": "WebSocket Compression (different payloads)",
+    "13": "WebSocket Compression (different parameters)",
     "x": "Extra: close codes, default limits (not Autobahn's)",
     "hs": "Opening handshake, server (RFC 6455 4.2)",
     "hc": "Opening handshake, client (RFC 6455 4.1)",
@@ -491,6 +499,132 @@ for sub, opcode, kind, fill in ((7, TEXT, "text", b"*"), (8, BINARY, "binary", b
 case("10.1.1", "text message of 65536 bytes in 1300-byte fragments", echo(b"*" * 65536),
      lambda p: fragmented(p, TEXT, b"*" * 65536, 1300))
 
+# --- 12, 13 WebSocket compression (permessage-deflate, RFC 7692) ---------------------------
+# Autobahn's table of (message size, messages, case timeout in s, auto-fragment size): the same
+# 18 rows in every subsection. Sizes are bytes, or characters for the text kinds (Autobahn
+# slices its text files by character). Autobahn sends each message after the echo of the one
+# before and grades OK when every echo is the message sent, FAILED on the first that is not or
+# when the case does not finish in its time. Autobahn's payload files are replaced by
+# generated data of the same kinds (corpora.py); everything else is Autobahn's.
+COMPRESSION_ROWS = (
+    (16, 1000, 60, 0), (64, 1000, 60, 0), (256, 1000, 120, 0), (1024, 1000, 240, 0),
+    (4096, 1000, 480, 0), (8192, 1000, 480, 0), (16384, 1000, 480, 0), (32768, 1000, 480, 0),
+    (65536, 1000, 480, 0), (131072, 1000, 480, 0),
+    (8192, 1000, 480, 256), (16384, 1000, 480, 256), (32768, 1000, 480, 256),
+    (65536, 1000, 480, 256), (131072, 1000, 480, 256), (131072, 1000, 480, 1024),
+    (131072, 1000, 480, 4096), (131072, 1000, 480, 32768),
+)
+ECHO_WAIT = 10.0  # for one echo; a stalled case fails without waiting out its 480 s
+ECHOED = ("echo", b"")
+
+
+def compressed_echoes(p, corpus, text, size, count, fragment_size, seconds):
+    """Sends `count` messages of `size`, each once the echo of the one before came back,
+    and checks each echo at once (the events keep a marker, not 128 KiB per message)."""
+    opcode = TEXT if text else BINARY
+    deadline = time.monotonic() + seconds
+    source = corpora.messages(corpus, size)
+    for i in range(count):
+        payload = next(source)
+        p.send_message(opcode, payload, fragment_size)
+        if not p.wait_events(i + 1, min(ECHO_WAIT, max(0.0, deadline - time.monotonic()))):
+            if not p.observed.close:
+                p.observed.violations.append(
+                    f"no echo of message {i + 1} of {count} within "
+                    f"{min(ECHO_WAIT, seconds):.0f} s (or the case's {seconds} s)")
+            return
+        event = p.observed.events[i]
+        if event == ("message", opcode, payload):
+            p.observed.events[i] = ECHOED
+            continue
+        got = f"{event[0]} {len(event[-1])} bytes" if event[0] == "message" else event[0]
+        p.observed.violations.append(f"echo {i + 1} of {count} differs from the message sent "
+                                     f"({len(payload)} bytes, opcode {opcode}): got {got}")
+        return
+
+
+def all_echoed(count):
+    return lambda events: len(events) == count and all(e == ECHOED for e in events)
+
+
+def compression_cases(section, sub, what, corpus, text, negotiation):
+    for n, (size, count, seconds, fragment) in enumerate(COMPRESSION_ROWS, 1):
+        unit = "characters" if text else "bytes"
+        frag = f", auto-fragmented to {fragment} bytes" if fragment else ""
+        case(f"{section}.{sub}.{n}", f"{what}: {count} compressed messages of {size} {unit}"
+             f"{frag}, each after the last echo",
+             Echo([all_echoed(count)], count=count),
+             lambda p, s=size, c=count, f=fragment, t=seconds: compressed_echoes(
+                 p, corpus, text, s, c, f, t),
+             timeout=SLOW_TIMEOUT, heavy=False, negotiation=negotiation,
+             client_args=negotiation.client_args)
+
+
+# Autobahn's client offers: every one carries client_no_context_takeover and
+# client_max_window_bits (it lets the server ask for either), plus what the case requests of
+# the server. Section 12 uses that default offer and a plain acceptance.
+def autobahn_offer(server_no_context_takeover=False, server_max_window_bits=0):
+    offer = {"client_no_context_takeover": True, "client_max_window_bits": True}
+    if server_no_context_takeover:
+        offer["server_no_context_takeover"] = True
+    if server_max_window_bits:
+        offer["server_max_window_bits"] = server_max_window_bits
+    return offer
+
+
+def client_flags(offer):
+    """conformance_client's flags for an offer of Autobahn's (duplex always offers
+    client_max_window_bits)."""
+    flags = []
+    if offer.get("client_no_context_takeover"):
+        flags.append("--client-no-context-takeover")
+    if offer.get("server_no_context_takeover"):
+        flags.append("--server-no-context-takeover")
+    if offer.get("server_max_window_bits"):
+        flags += ["--server-max-window-bits", str(offer["server_max_window_bits"])]
+    return tuple(flags)
+
+
+# In the client role the offer is duplex's client's own: its default one in section 12 (what
+# every user of client_options gets), the case's first offer in section 13.
+DEFAULT_NEGOTIATION = Negotiation([autobahn_offer()], accepting(), (),
+                                  {"client_max_window_bits": True})
+for sub, what, corpus, text in corpora.KINDS:
+    compression_cases("12", sub, what, corpus, text, DEFAULT_NEGOTIATION)
+
+# Section 13: JSON-like text under 7 pairs of offers and acceptances, Autobahn's:
+# (server_no_context_takeover, server_max_window_bits) offered, (client_no_context_takeover,
+# client_max_window_bits) the server asks for.
+ACCEPT_PLAIN = accepting()
+ACCEPT_NO_CONTEXT = accepting(request_no_context_takeover=True)
+ACCEPT_9 = accepting(request_max_window_bits=9)
+ACCEPT_15 = accepting(request_max_window_bits=15)
+ACCEPT_NO_CONTEXT_9 = accepting(True, 9)
+ACCEPT_NO_CONTEXT_15 = accepting(True, 15)
+PARAMETER_SETS = (
+    ("default offer / plain acceptance", [autobahn_offer()], ACCEPT_PLAIN),
+    ("offer server_no_context_takeover / ask client_no_context_takeover",
+     [autobahn_offer(True)], ACCEPT_NO_CONTEXT),
+    ("offer server_max_window_bits=9 / ask client_max_window_bits=9",
+     [autobahn_offer(False, 9)], ACCEPT_9),
+    ("offer server_max_window_bits=15 / ask client_max_window_bits=15",
+     [autobahn_offer(False, 15)], ACCEPT_15),
+    ("offer both no_context_takeover, window 9 / ask the same of the client",
+     [autobahn_offer(True, 9)], ACCEPT_NO_CONTEXT_9),
+    ("offer both no_context_takeover, window 15 / ask the same of the client",
+     [autobahn_offer(True, 15)], ACCEPT_NO_CONTEXT_15),
+    ("3 offers (no context + 9, no context, default) / the first acceptable of 3",
+     [autobahn_offer(True, 9), autobahn_offer(True), autobahn_offer()],
+     first_of(ACCEPT_NO_CONTEXT_9, ACCEPT_NO_CONTEXT, ACCEPT_PLAIN)),
+)
+for sub, (what, offers, accept) in enumerate(PARAMETER_SETS, 1):
+    # duplex's client leaves server_max_window_bits=15 (the default) out of its offer, so in
+    # the client role 13.4 and 13.6 offer the rest.
+    client_offer = {k: v for k, v in offers[0].items()
+                    if (k, v) != ("server_max_window_bits", 15)}
+    compression_cases("13", sub, what, corpora.json_text, True,
+                      Negotiation(offers, accept, client_flags(client_offer), client_offer))
+
 # --- x: more close codes, and the default limits (not Autobahn's) ---------------------------
 
 for n, code in enumerate((1012, 1013, 1014), 1):
@@ -665,7 +799,8 @@ for id, what, resp in (
         ("hc.11", "a subprotocol the client did not offer (4.1 item 6 of the response checks)",
          response("HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: Upgrade\n"
                   "Sec-WebSocket-Accept: {accept}\nSec-WebSocket-Protocol: chat\n\n")),
-        ("hc.12", "permessage-deflate, which the client did not offer (4.1 item 5)",
+        ("hc.12", "permessage-deflate, which the client did not offer (its offer turned off; "
+         "4.1 item 5)",
          response("HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: Upgrade\n"
                   "Sec-WebSocket-Accept: {accept}\n"
                   "Sec-WebSocket-Extensions: permessage-deflate\n\n")),
@@ -674,8 +809,10 @@ for id, what, resp in (
                   "Sec-WebSocket-Accept: {accept}\nSec-WebSocket-Extensions: x-unknown\n\n")),
 ):
     # The frame after the response would be the first message if the client wrongly opened.
+    # hc.12's client must not offer permessage-deflate, which it does by default.
     case(id, what + ": the client must fail", NotOpened(), roles=("client",),
-         response=lambda key, r=resp: r(key) + b"\x81\x05Hello")
+         response=lambda key, r=resp: r(key) + b"\x81\x05Hello",
+         client_args=("--deflate", "off") if id == "hc.12" else ())
 
 # --- m: masking (RFC 6455 5.1, 5.3) --------------------------------------------------------
 
@@ -707,5 +844,5 @@ def select(pattern):
 
 _ids = [c.id for c in CASES]
 assert len(_ids) == len(set(_ids)), "duplicate case ids"
-AUTOBAHN_SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "9", "10")
-assert sum(1 for c in CASES if c.section in AUTOBAHN_SECTIONS) == 301, "Autobahn has 301 cases"
+AUTOBAHN_SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "9", "10", "12", "13")
+assert sum(1 for c in CASES if c.section in AUTOBAHN_SECTIONS) == 517, "Autobahn has 517 cases"

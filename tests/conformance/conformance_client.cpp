@@ -1,13 +1,16 @@
 // conformance_client — duplex's side of the client-role conformance tests.
 //
-//   conformance_client URL
+//   conformance_client URL [--deflate on|off] [--client-no-context-takeover]
+//                          [--server-no-context-takeover] [--server-max-window-bits N]
 //
 // It behaves like the client Autobahn|Testsuite drives: it connects to one case's URL (the
 // test server picks the case from it, e.g. ws://127.0.0.1:PORT/runCase?case=5.19), echoes
 // every message back with its own opcode until the connection ends, and exits. Everything
 // else — pongs, the close reply, failing the connection on a protocol violation, the limits —
 // is the library's own behaviour with its default client_options, which is what the test
-// server judges.
+// server judges. The flags change only the permessage-deflate offer (offered by default where
+// the build has zlib): Autobahn's section 13 offers differ per case, and hc.12 needs a client
+// that offers nothing.
 //
 // Output: "open" once the opening handshake succeeded, then "closed CODE ERROR sent=S
 // received=R initiator=I" when the connection ended (ERROR is "-" after a clean closing
@@ -23,8 +26,34 @@
 namespace {
 
 [[noreturn]] void usage(const char* program) {
-    std::fprintf(stderr, "usage: %s URL\n", program);
+    std::fprintf(stderr,
+                 "usage: %s URL [--deflate on|off] [--client-no-context-takeover]\n"
+                 "       [--server-no-context-takeover] [--server-max-window-bits 8-15]\n",
+                 program);
     std::exit(2);
+}
+
+duplex::protocol::deflate_client_options parse_offer(int argc, char** argv) {
+    duplex::protocol::deflate_client_options offer = duplex::client_options{}.deflate;
+    for (int i = 2; i < argc; ++i) {
+        const std::string flag = argv[i];
+        if (flag == "--client-no-context-takeover") {
+            offer.client_no_context_takeover = true;
+        } else if (flag == "--server-no-context-takeover") {
+            offer.server_no_context_takeover = true;
+        } else if (i + 1 < argc && flag == "--deflate") {
+            const std::string value = argv[++i];
+            if (value != "on" && value != "off") usage(argv[0]);
+            offer.enabled = value == "on";
+        } else if (i + 1 < argc && flag == "--server-max-window-bits") {
+            const int bits = std::atoi(argv[++i]);
+            if (bits < 8 || bits > 15) usage(argv[0]);
+            offer.server_max_window_bits = bits;
+        } else {
+            usage(argv[0]);
+        }
+    }
+    return offer;
 }
 
 const char* initiator_name(duplex::close_initiator who) {
@@ -40,11 +69,12 @@ constexpr int handshake_failed_status = 3;
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 2 || std::string(argv[1]).rfind("--", 0) == 0) usage(argv[0]);
+    if (argc < 2 || std::string(argv[1]).rfind("--", 0) == 0) usage(argv[0]);
     const std::string url = argv[1];
     using connection_type = duplex::connection<duplex::transport::tcp>;
 
-    const duplex::client_options options; // the defaults: what the suite checks
+    duplex::client_options options; // the defaults: what the suite checks
+    options.deflate = parse_offer(argc, argv);
 
     asio::io_context io;
     int status = 0;

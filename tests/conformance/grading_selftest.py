@@ -16,6 +16,10 @@ status:
   6.4.1  fails the message at its valid first fragment           FAILED (too early)
   6.4.3  fails invalid UTF-8 only once the message is complete   NON-STRICT (not fail-fast)
   hs.9   refuses version 8 with a 400 that names no version      FAILED (4.4: any refusal)
+  12.1.1 permessage-deflate right (its own, on zlib)              OK
+  12.2.1 declines permessage-deflate                              FAILED (Autobahn: UNIMPLEMENTED)
+  13.2.3 agrees server_no_context_takeover, keeps its context     FAILED (echoes do not inflate)
+  13.3.1 answers server_max_window_bits=10 to an offer of 9       FAILED (RFC 7692 7.1.2.1)
 
 A NON-STRICT grade must fail the run unless the allow-list names it: the run is made once with
 an empty allow-list (exit 1) and once, for the NON-STRICT cases alone, with both listed (exit 0).
@@ -33,11 +37,34 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from deflate import Agreed, Codec, check_element, format_element, parse_extensions  # noqa
 from wire import (CLOSE, CONTINUATION, PING, PONG, TEXT, FrameParser, accept_response,  # noqa
                   close_payload, encode_frame, is_utf8, parse_head, read_head)
 
 EXPECTED = {"5.19": "OK", "7.1.6": "INFORMATIONAL", "2.10": "FAILED", "6.3.1": "NON-STRICT",
-            "6.4.1": "FAILED", "6.4.3": "NON-STRICT", "hs.9": "FAILED"}
+            "6.4.1": "FAILED", "6.4.3": "NON-STRICT", "hs.9": "FAILED", "12.1.1": "OK",
+            "12.2.1": "FAILED", "13.2.3": "FAILED", "13.3.1": "FAILED"}
+
+
+def deflate_answer(head, case):
+    """The faulty server's permessage-deflate: (response field, codec), or ("", None) when it
+    declines. It accepts the first offer as a server should, except where the case says."""
+    offers = [check_element(params, True)[0] for name, params in
+              parse_extensions(head.get_all("Sec-WebSocket-Extensions"))
+              if name == "permessage-deflate"]
+    if not offers or case == "12.2.1":
+        return "", None
+    offer = offers[0]
+    response = {k: v for k, v in offer.items() if k.startswith("server_")}
+    if offer.get("client_no_context_takeover"):
+        response["client_no_context_takeover"] = True
+    agreed = Agreed.from_response(response)
+    if case == "13.2.3":
+        agreed.server_no_context_takeover = False  # what it does, not what it answered
+    if case == "13.3.1":
+        response["server_max_window_bits"] = 10
+    return (f"Sec-WebSocket-Extensions: {format_element(response)}\r\n",
+            Codec(agreed, we_are_client=False))
 
 
 # --- the faulty echo server (run as a child: grading_selftest.py --serve ...) ----------------
@@ -52,13 +79,14 @@ def serve_connection(sock):
     if head.get("Sec-WebSocket-Version") != "13":
         sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         return sock.close()
-    sock.sendall(accept_response(head.get("Sec-WebSocket-Key")))
+    extension, codec = deflate_answer(head, case)
+    sock.sendall(accept_response(head.get("Sec-WebSocket-Key"), extension))
     parser = FrameParser()
-    message = None  # [opcode, bytearray]
+    message = None  # [opcode, bytearray, compressed]
     pings = []
 
-    def send(opcode, payload=b""):
-        sock.sendall(encode_frame(opcode, payload))
+    def send(opcode, payload=b"", rsv=0):
+        sock.sendall(encode_frame(opcode, payload, rsv=rsv))
 
     def fail(code):
         send(CLOSE, close_payload(code))
@@ -76,15 +104,20 @@ def serve_connection(sock):
                 sock.shutdown(socket.SHUT_WR)
             elif f.opcode in (TEXT, CONTINUATION) or f.opcode == 2:
                 if f.opcode != CONTINUATION:
-                    message = [f.opcode, bytearray()]
+                    message = [f.opcode, bytearray(), f.rsv == 4]
                 message[1] += f.payload
                 if case == "6.4.1":
                     return fail(1007)  # at the valid first fragment: too early
                 if f.fin:
                     opcode, payload = message[0], bytes(message[1])
+                    if message[2]:
+                        payload = codec.inflate(payload)
                     if opcode == TEXT and not is_utf8(payload):
                         return fail(1002 if case == "6.3.1" else 1007)
-                    send(opcode, payload)
+                    if codec:
+                        send(opcode, codec.compress(payload), rsv=4)
+                    else:
+                        send(opcode, payload)
         try:
             data = sock.recv(1 << 16)
         except OSError:

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Conformance suite for duplex in the manner of Autobahn|Testsuite (sections 1-10) plus the
+"""Conformance suite for duplex in the manner of Autobahn|Testsuite (sections 1-13) plus the
 opening handshake of RFC 6455 section 4, in both roles. Python 3 standard library only.
 
     run_conformance.py --role server --echo-server PATH      duplex's echo server, we are the client
@@ -8,6 +8,7 @@ opening handshake of RFC 6455 section 4, in both roles. Python 3 standard librar
 
 Options: --cases REGEX (case ids, e.g. '5\\..*|7\\.1\\.1'), --jobs N (cases run in parallel),
 --markdown FILE (also write the tables as Markdown), --verbose (notes for every case),
+--progress (each grade as its case ends),
 --allow FILE (the reviewed NON-STRICT allow-list; default allowed_non_strict.txt here).
 
 Both duplex programs run with their default limits: no flag is passed to either.
@@ -38,6 +39,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cases import AUTOBAHN_SECTIONS, CASES, OCTET_PAUSE, SECTIONS, standard  # noqa: E402
+from deflate import Codec  # noqa: E402
 from judge import (EVENT_TIMEOUT, FAILED, INFORMATIONAL, NON_STRICT, OK,  # noqa: E402
                    TCP_END_TIMEOUT, Echo, Fail, NotOpened, Refused, Verdict, play)
 from wire import (Peer, accept_key, accept_response, check_client_request, new_key,  # noqa: E402
@@ -102,8 +104,9 @@ class EchoServer:
         return problems
 
 
-def check_accept(head, key, verdict):
-    """RFC 6455 4.2.2 item 5 / 4.1: what the 101 must carry, and nothing it must not."""
+def check_accept(head, key, verdict, negotiation=None):
+    """RFC 6455 4.2.2 item 5 / 4.1: what the 101 must carry, and nothing it must not. With a
+    permessage-deflate negotiation, the agreed parameters (deflate.Agreed) or None."""
     if head.status != 101:
         verdict.add(FAILED, f"the handshake was refused: {head.start_line!r}")
         return False
@@ -114,11 +117,17 @@ def check_accept(head, key, verdict):
     if head.get_all("Sec-WebSocket-Accept") != [accept_key(key)]:
         verdict.add(FAILED, f"101 with Sec-WebSocket-Accept {head.get_all('Sec-WebSocket-Accept')}"
                             f", expected {accept_key(key)!r}")
-    for name in ("Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"):
+    for name in ("Sec-WebSocket-Protocol",) + (() if negotiation else
+                                               ("Sec-WebSocket-Extensions",)):
         if head.get_all(name):
             verdict.add(FAILED, f"101 with {name}: {head.get_all(name)}, which we did not ask for "
                                 "or cannot have been agreed (4.2.2)")
-    return True
+    if negotiation is None:
+        return True
+    agreed, problems = negotiation.check_response(head.get_all("Sec-WebSocket-Extensions"))
+    for problem in problems:
+        verdict.add(FAILED, f"permessage-deflate response: {problem}")
+    return agreed
 
 
 def judge_refusal(case, head, body, ended, verdict):
@@ -157,7 +166,9 @@ def run_server_case(case, port):
     sock = socket.create_connection((HOST, port), timeout=HANDSHAKE_TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        send_pieces(sock, (case.request or standard())(f"{HOST}:{port}", target, key))
+        request = case.request or standard(
+            case.negotiation.request_field() + "\n" if case.negotiation else "")
+        send_pieces(sock, request(f"{HOST}:{port}", target, key))
         raw, rest = read_head(sock, time.monotonic() + HANDSHAKE_TIMEOUT)
         head = parse_head(raw) if raw else None
         if isinstance(case.expect, Refused):
@@ -168,9 +179,11 @@ def run_server_case(case, port):
             verdict.add(FAILED, "no 101 response within "
                                 f"{HANDSHAKE_TIMEOUT} s ({rest[:80]!r} received)")
             return verdict
-        if not check_accept(head, key, verdict):
+        agreed = check_accept(head, key, verdict, case.negotiation)
+        if not agreed:
             return verdict
-        peer = Peer(sock, we_are_client=True, initial_bytes=rest)
+        codec = Codec(agreed, we_are_client=True) if case.negotiation else None
+        peer = Peer(sock, we_are_client=True, initial_bytes=rest, deflate=codec)
         verdict.merge(play(case, peer))
         peer.abort()
         return verdict
@@ -309,7 +322,7 @@ def run_client_case(case, server, client_path):
     arrival = server.expect(case.id)
     target = f"/runCase?case={case.id}&agent=duplex"
     url = f"ws://{HOST}:{server.port}{target}"
-    process = subprocess.Popen([client_path, url],
+    process = subprocess.Popen([client_path, url, *case.client_args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         sock, head, leftover = arrival.get(timeout=HANDSHAKE_TIMEOUT)
@@ -330,7 +343,22 @@ def run_client_case(case, server, client_path):
             verdict.add(FAILED, "the client sent bytes before the 101 (4.1: it MUST NOT send "
                                 "frames before the handshake completed)")
         key = (head.get_all("Sec-WebSocket-Key") or [""])[0]
-        send_pieces(sock, case.response(key) if case.response else accept_response(key))
+        codec = None
+        if case.negotiation:
+            field, agreed, offer, problems = case.negotiation.answer_offer(
+                head.get_all("Sec-WebSocket-Extensions"))
+            for problem in problems:
+                verdict.add(FAILED, f"permessage-deflate offer: {problem}")
+            if field is None:
+                sock.close()
+                finish_client(process, Verdict(), True)
+                return verdict
+            codec = Codec(agreed, we_are_client=False,
+                          peer_hint_no_context_takeover=bool(offer.get(
+                              "client_no_context_takeover")))
+            send_pieces(sock, accept_response(key, field + "\r\n"))
+        else:
+            send_pieces(sock, case.response(key) if case.response else accept_response(key))
         if isinstance(case.expect, NotOpened):
             ended, data = read_to_end(sock, b"", PROCESS_EXIT_TIMEOUT)
             if data:
@@ -341,7 +369,7 @@ def run_client_case(case, server, client_path):
                                     "the handshake")
             finish_client(process, verdict, expect_open=False)
             return verdict
-        peer = Peer(sock, we_are_client=False)
+        peer = Peer(sock, we_are_client=False, deflate=codec)
         verdict.merge(play(case, peer))
         peer.abort()
         finish_client(process, verdict, True, case, peer)
@@ -370,7 +398,8 @@ def run_all(cases, roles, args):
 
     def run(job):
         case, role = job
-        with heavy if case.timeout > EVENT_TIMEOUT else contextlib.nullcontext():
+        is_heavy = case.heavy if case.heavy is not None else case.timeout > EVENT_TIMEOUT
+        with heavy if is_heavy else contextlib.nullcontext():
             return run_one(case, role)
 
     def run_one(case, role):
@@ -387,8 +416,13 @@ def run_all(cases, roles, args):
 
     results = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for (case, role), verdict, seconds in pool.map(run, jobs):
+        futures = [pool.submit(run, job) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            (case, role), verdict, seconds = future.result()
             results[(case.id, role)] = (verdict, seconds)
+            if args.progress:
+                print(f"{case.id} [{role} role] {verdict.result} in {seconds:.1f} s "
+                      f"({len(results)} of {len(jobs)})", flush=True)
     problems = echo_server.stop() if echo_server else []
     if case_server:
         case_server.close()
@@ -430,7 +464,7 @@ def tables(cases, roles, results, markdown):
 
 def summary(cases, roles, results, markdown):
     """Per section and role: how many cases, and how many were OK, NON-STRICT, FAILED,
-    INFORMATIONAL; then Autobahn's sections 1-10 together, then everything."""
+    INFORMATIONAL; then Autobahn's sections together, then everything."""
     kinds = (OK, NON_STRICT, FAILED, INFORMATIONAL)
     lines = []
     if markdown:
@@ -451,7 +485,7 @@ def summary(cases, roles, results, markdown):
             ran = [c for c in members if r in c.roles]
             counts.append([len(ran)] + [sum(1 for c in ran if results[(c.id, r)][0].result == k)
                                         for k in kinds])
-        title = {"all": "all", "autobahn": "Autobahn sections 1-10"}.get(section) or \
+        title = {"all": "all", "autobahn": "Autobahn sections 1-13"}.get(section) or \
             section_title(section)
         if markdown:
             lines.append(f"| {title} | " + " | ".join(str(n) for row in counts for n in row) + " |")
@@ -488,6 +522,8 @@ def main():
         os.path.abspath(__file__)), "allowed_non_strict.txt"))
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--progress", action="store_true",
+                        help="print each case's grade as it ends (long runs)")
     args = parser.parse_args()
     roles = ("server", "client") if args.role == "both" else (args.role,)
     if "server" in roles and not args.echo_server:

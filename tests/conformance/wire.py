@@ -17,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
@@ -260,8 +261,11 @@ class Peer:
     the client we wait for the server to end it.
     """
 
-    def __init__(self, sock, we_are_client, initial_bytes=b""):
+    def __init__(self, sock, we_are_client, initial_bytes=b"", deflate=None):
         self.sock = sock
+        # permessage-deflate's codec (deflate.Codec) when the handshake agreed on it: RSV1 is
+        # then allowed on the first frame of a message, which is inflated when complete.
+        self.deflate = deflate
         # Blocking from here on: a timeout left from the handshake must not cut a large write
         # short (a partial frame would corrupt the stream and look like the peer's fault).
         sock.settimeout(None)
@@ -275,7 +279,7 @@ class Peer:
         self._send_lock = threading.Lock()
         self._changed = threading.Condition()
         self._parser = FrameParser()
-        self._message = None  # [opcode, bytearray] of a fragmented message in progress
+        self._message = None  # [opcode, bytearray, compressed] of a message in progress
         self._reader = threading.Thread(target=self._read_loop, args=(initial_bytes,), daemon=True)
         self._reader.start()
 
@@ -317,6 +321,23 @@ class Peer:
                 self.send_raw(f)
         else:
             self.send_raw(b"".join(frames), chop, delay)
+
+    def send_message(self, opcode, payload, fragment_size=0):
+        """A message as Autobahn's sender makes it: compressed when permessage-deflate was
+        agreed (RSV1 on the first frame, RFC 7692 6), then, when fragment_size is set and the
+        (compressed) payload is longer, in frames of that size with an empty final one when it
+        divides the payload (Autobahn's auto-fragmentation)."""
+        rsv = 0
+        if self.deflate is not None:
+            payload, rsv = self.deflate.compress(payload), 4
+        if not fragment_size or len(payload) <= fragment_size:
+            return self.send_raw(self.frame(opcode, payload, rsv=rsv))
+        pieces = [payload[i:i + fragment_size] for i in range(0, len(payload), fragment_size)]
+        if len(payload) % fragment_size == 0:
+            pieces.append(b"")
+        return self.send_raw(b"".join(
+            self.frame(opcode if i == 0 else CONTINUATION, piece, i == len(pieces) - 1,
+                       rsv if i == 0 else 0) for i, piece in enumerate(pieces)))
 
     def send_close(self, code=1000, reason=b"", payload=None):
         if payload is None:
@@ -395,7 +416,13 @@ class Peer:
             self._violation(f"a server sent a masked {name} frame (RFC 6455 5.1)")
         if not self.we_are_client and not f.masked:
             self._violation(f"a client sent an unmasked {name} frame (RFC 6455 5.1, 5.3)")
-        if f.rsv:
+        compressed = False
+        if f.rsv == 4 and self.deflate is not None and f.opcode in (TEXT, BINARY):
+            compressed = True  # RFC 7692 6: RSV1 marks the first frame of a compressed message
+        elif f.rsv and self.deflate is not None:
+            self._violation(f"{name} frame with RSV bits {f.rsv:03b}: permessage-deflate allows "
+                            "RSV1 on the first frame of a data message only (RFC 7692 6, 6.1)")
+        elif f.rsv:
             self._violation(f"{name} frame with RSV bits {f.rsv:03b} and no extension (5.2)")
         if f.opcode not in OPCODE_NAMES:
             self._violation(f"frame with reserved opcode {f.opcode} (5.2)")
@@ -422,10 +449,19 @@ class Peer:
         else:
             if self._message is not None:
                 self._violation("new data frame inside a fragmented message (5.4)")
-            self._message = [f.opcode, bytearray(f.payload)]
+            self._message = [f.opcode, bytearray(f.payload), compressed]
         if f.fin:
-            opcode, payload = self._message[0], bytes(self._message[1])
+            opcode, payload, compressed = self._message[0], bytes(self._message[1]), \
+                self._message[2]
             self._message = None
+            if compressed:
+                try:
+                    payload = self.deflate.inflate(payload)
+                except zlib.error as e:
+                    self._violation(f"a compressed message that does not inflate with the agreed "
+                                    f"parameters ({self.deflate.agreed.describe()}): {e} (RFC "
+                                    "7692 7.2.2)")
+                    payload = b""
             if opcode == TEXT and not is_utf8(payload):
                 self._violation("text message that is not UTF-8 (8.1)")
             self._record(("message", opcode, payload))

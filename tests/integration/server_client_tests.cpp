@@ -507,8 +507,19 @@ TEST_CASE("RFC 7692 5: on_upgrade can decline permessage-deflate for one connect
 #endif
 }
 
-TEST_CASE("RFC 7692 5: a client and a server with deflate enabled negotiate it and exchange "
-          "messages",
+TEST_CASE("RFC 7692 5: a client offers permessage-deflate by default exactly when the build can "
+          "compress",
+          "[integration][deflate]") {
+    const duplex::client_options defaults;
+    CHECK(defaults.deflate.enabled == duplex::protocol::deflate_supported);
+    CHECK_FALSE(defaults.deflate.server_no_context_takeover);
+    CHECK_FALSE(defaults.deflate.client_no_context_takeover);
+    CHECK(defaults.deflate.server_max_window_bits == 15);
+    CHECK(defaults.deflate.client_max_window_bits == 15);
+}
+
+TEST_CASE("RFC 7692 5: a client at its defaults offers permessage-deflate and a server with "
+          "deflate enabled agrees, and they exchange messages",
           "[integration][deflate]") {
 #ifndef DUPLEX_ENABLE_DEFLATE
     DUPLEX_SKIP("built without zlib (duplex::deflate)");
@@ -526,9 +537,9 @@ TEST_CASE("RFC 7692 5: a client and a server with deflate enabled negotiate it a
     };
     echo_messages(server);
     listen_or_fail(server);
-    duplex::client_options copts;
-    copts.deflate.enabled = true;
+    const duplex::client_options copts; // offers permessage-deflate by default in this build
     auto c = connect(runner.io, url_for(server), copts);
+    CHECK(c->options().protocol.deflate.has_value()); // the server agreed
     const std::string text(5000, 'x');
     get_within(c->async_send(opcode::text, text, asio::use_future));
     const auto reply = get_within(c->async_read(asio::use_future));

@@ -3,8 +3,10 @@
 //
 //   node browser_chat.mjs --scheme ws|wss --chat-server PATH [--chromium PATH] [--screenshots DIR]
 //
-// Checks: /, /health and /metrics; a raw upgrade with a wrong token gets 401 and no frame; two
-// pages see each other's presence and messages, history after a reconnect, a ping; the page
+// Checks: /, /health and /metrics; a raw upgrade with a wrong token gets 401 and no frame; the
+// page's connections negotiate permessage-deflate (the 101s Chromium received, through the
+// DevTools protocol, and ws.extensions in the page); two pages see each other's presence and
+// messages, history after a reconnect, a ping; the page
 // shows the refusal of a wrong token; error events, the 500-character cap, the rate limit
 // (1008), the 64 KiB limit (1009) and /echo, from the browser's own WebSocket. wss makes a
 // self-signed certificate with openssl. Screenshots go to --screenshots (chat-SCHEME.png and
@@ -252,11 +254,15 @@ async function run() {
   const context = await browser.newContext({ ignoreHTTPSErrors: secure, viewport: { width: 980, height: 640 } });
   context.setDefaultTimeout(stepTimeout);
   const socketUrls = [];
+  const handshakes = []; // the 101s Chromium received, as its DevTools protocol reports them
   const openPage = async (label) => {
     const p = await context.newPage();
     p.on('console', (m) => consoleLines.push(`[${label}] ${m.type()}: ${m.text()}`));
     p.on('pageerror', (e) => consoleLines.push(`[${label}] page error: ${e.message}`));
     p.on('websocket', (ws) => socketUrls.push(ws.url()));
+    const devtools = await context.newCDPSession(p);
+    devtools.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push(e.response));
+    await devtools.send('Network.enable');
     await p.goto(`${base}/`);
     return p;
   };
@@ -278,6 +284,14 @@ async function run() {
   check('the page builds its WebSocket URL from its location, with the token',
     socketUrls.length > 0 && socketUrls.every((u) => u.startsWith(`${options.scheme}://${host}:${port}/ws?`)) &&
     socketUrls[0].includes(`token=${token}`), socketUrls.join(' '));
+
+  // Chromium offers permessage-deflate on every connection; chat_server accepts it by default.
+  const extensionsOf = (response) => Object.entries(response.headers || {})
+    .filter(([name]) => name.toLowerCase() === 'sec-websocket-extensions').map(([, v]) => v).join(', ');
+  const upgrades = handshakes.filter((r) => r.status === 101);
+  check('Chromium and chat_server negotiated permessage-deflate (Sec-WebSocket-Extensions in both 101s)',
+    upgrades.length >= 2 && upgrades.every((r) => /^permessage-deflate(;|$)/.test(extensionsOf(r))),
+    JSON.stringify(upgrades.map((r) => `${r.status} ${extensionsOf(r) || 'no extension'}`)));
 
   await logEntry(alice, 'presence', 'bob joined').waitFor();
   check('alice sees bob join', true);
@@ -341,6 +355,9 @@ async function run() {
     `${edges.floodRateErrors} errors, ${edges.floodPongs} pongs, close ${JSON.stringify(edges.floodClose)}`);
   check('a message over 64 KiB closes with 1009', edges.bigClose.code === 1009, JSON.stringify(edges.bigClose));
   check('/echo echoes', edges.echo === 'echo ✓', JSON.stringify(edges.echo));
+  check('the page\'s own WebSocket reports permessage-deflate (ws.extensions), on /ws and /echo',
+    /^permessage-deflate(;|$)/.test(edges.extensions) && /^permessage-deflate(;|$)/.test(edges.echoExtensions),
+    JSON.stringify([edges.extensions, edges.echoExtensions]));
 
   const after = (await get(`${base}/metrics`, ca)).body;
   const counter = (name) => Number((after.split('\n').find((line) => line.startsWith(`${name} `)) || '').split(' ')[1]);
@@ -383,6 +400,7 @@ async function protocolEdges(alice, port, token) {
     a.ws.send('not json');
     a.ws.send('{"text":"no event"}');
     a.ws.send('{"event":"dance"}');
+    out.extensions = a.ws.extensions;
     const errors = () => a.events.filter((e) => e.event === 'error').map((e) => e.code);
     await until(a.events, () => errors().length >= 3);
     out.errors = errors();
@@ -404,6 +422,7 @@ async function protocolEdges(alice, port, token) {
     out.bigClose = await big.ws.closed;
 
     const echo = await open(echoUrl);
+    out.echoExtensions = echo.ws.extensions;
     echo.ws.send('echo ✓');
     out.echo = (await until(echo.events, (e) => e === 'echo ✓')) || null;
     echo.ws.close();

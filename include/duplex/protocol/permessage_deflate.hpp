@@ -222,6 +222,15 @@ inline std::optional<deflate_agreement> negotiate_deflate(const std::vector<exte
 
 // --- Client side -------------------------------------------------------------------------
 
+// The offer of a client that was told nothing: permessage-deflate with client_max_window_bits
+// where the build can compress, as browsers, Node ws and Python websockets offer it, and
+// nothing in a plain build. The endpoints' client_options start from it.
+inline deflate_client_options default_deflate_offer() noexcept {
+    deflate_client_options offer;
+    offer.enabled = deflate_supported;
+    return offer;
+}
+
 // The offer element a client sends (RFC 7692 section 5 and 7.1).
 inline extension make_deflate_offer(const deflate_client_options& o) {
     extension e{std::string(permessage_deflate_name), {}};
