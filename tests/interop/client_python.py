@@ -98,6 +98,12 @@ async def expect_close(ws, codes, label):
 
 async def case_sizes(peer):
     async with peer.connect() as ws:
+        # websockets offers permessage-deflate by default; duplex built with zlib accepts it,
+        # so every echo below went through duplex's inflate and deflate (RFC 7692).
+        if os.environ.get("DUPLEX_INTEROP_DEFLATE") == "1":
+            agreed = [e.name for e in ws.extensions]
+            check(agreed == ["permessage-deflate"],
+                  f"permessage-deflate offered, but the 101 agreed to {agreed}")
         for n in SIZES:
             await echo(ws, text_of(n), f"text {n} bytes")
             await echo(ws, os.urandom(n), f"binary {n} bytes")

@@ -17,6 +17,7 @@ Run it with /usr/bin/python3: that is the interpreter Debian's package is instal
 """
 import argparse
 import asyncio
+import os
 import ssl
 import sys
 
@@ -53,6 +54,11 @@ async def echo_fragmented(ws, path, message):
 
 async def handler(ws):
     path = ws.path
+    # duplex's client offers permessage-deflate by default where built with zlib (and the
+    # silent client, websockets itself, always does): the messages below are compressed.
+    deflated = any(e.name == "permessage-deflate" for e in ws.extensions)
+    if os.environ.get("DUPLEX_INTEROP_DEFLATE") == "1" and not deflated:
+        report(f"error {path} the client did not offer permessage-deflate")
     try:
         async for message in ws:
             if path == "/fragment" or path.startswith("/fragment?"):
