@@ -244,6 +244,33 @@ std::string redis_or_skip() { return find_redis_server(); }
     const std::string binary = redis_or_skip();                                                    \
     if (binary.empty()) DUPLEX_SKIP("redis-server not found (apt-get install redis-server)")
 
+// A room member on the memory transport: the server end is what joins rooms, and its client
+// end records every message it receives.
+struct recorded_member {
+    using connection_type = duplex::connection<duplex::transport::memory>;
+    std::shared_ptr<connection_type> member;
+    std::shared_ptr<connection_type> reader;
+    recorder got;
+
+    explicit recorded_member(const asio::any_io_executor& executor) {
+        duplex::connection_options quiet;
+        quiet.ping_interval = 0ms;
+        auto [server_end, client_end] = duplex::transport::memory::make_pair(executor);
+        member = std::make_shared<connection_type>(std::move(server_end),
+                                                   duplex::protocol::role::server, quiet);
+        reader = std::make_shared<connection_type>(std::move(client_end),
+                                                   duplex::protocol::role::client, quiet);
+        duplex::connection_handlers<connection_type> h;
+        h.on_message = [this](auto&, const duplex::message_view& m) {
+            got.add(make_message(0, "", std::string(m.data), m.type));
+        };
+        member->start({});
+        reader->start(std::move(h));
+    }
+    recorded_member(const recorded_member&) = delete;
+    recorded_member& operator=(const recorded_member&) = delete;
+};
+
 } // namespace
 
 TEST_CASE("Redis backplane: three processes deliver to each other in publish order, never to "
@@ -617,22 +644,10 @@ TEST_CASE("Redis backplane: rooms in two processes share a room through Redis", 
     duplex::rooms<mem_connection> rooms_a({}, plane_a);
     duplex::rooms<mem_connection> rooms_b({}, plane_b);
 
-    // A member of rooms_b: a server-side connection whose client end records what it gets.
-    duplex::connection_options quiet;
-    quiet.ping_interval = 0ms;
-    auto [server_end, client_end] = memory::make_pair(io.io.get_executor());
-    auto member = std::make_shared<mem_connection>(std::move(server_end),
-                                                   duplex::protocol::role::server, quiet);
-    auto reader = std::make_shared<mem_connection>(std::move(client_end),
-                                                   duplex::protocol::role::client, quiet);
-    recorder got;
-    duplex::connection_handlers<mem_connection> h;
-    h.on_message = [&got](auto&, const duplex::message_view& m) {
-        got.add(make_message(0, "", std::string(m.data), m.type));
-    };
-    member->start({});
-    reader->start(std::move(h));
-    REQUIRE(rooms_b.join(member, "news"));
+    // A member of rooms_b.
+    recorded_member local(io.io.get_executor());
+    auto& got = local.got;
+    REQUIRE(rooms_b.join(local.member, "news"));
     REQUIRE(wait_for([&] { return plane_a->state() == redis_state::up; }));
     REQUIRE(wait_for(
         [&] { return plane_b->state() == redis_state::up && plane_b->counters().channels == 2; }));
@@ -647,7 +662,7 @@ TEST_CASE("Redis backplane: rooms in two processes share a room through Redis", 
     CHECK(messages[0].payload == "across processes");
     CHECK(messages[1].payload == "to all");
     CHECK(messages[1].type == duplex::opcode::binary);
-    member->close();
+    local.member->close();
 }
 
 namespace {
@@ -1023,28 +1038,16 @@ TEST_CASE("Redis backplane: rooms deliver to their local members while Redis is 
     auto plane =
         std::make_shared<redis_backplane>(io.io.get_executor(), quick_options(server.url()));
     duplex::rooms<mem_connection> rooms({}, plane);
-    duplex::connection_options quiet;
-    quiet.ping_interval = 0ms;
-    auto [server_end, client_end] = memory::make_pair(io.io.get_executor());
-    auto member = std::make_shared<mem_connection>(std::move(server_end),
-                                                   duplex::protocol::role::server, quiet);
-    auto reader = std::make_shared<mem_connection>(std::move(client_end),
-                                                   duplex::protocol::role::client, quiet);
-    recorder got;
-    duplex::connection_handlers<mem_connection> h;
-    h.on_message = [&got](auto&, const duplex::message_view& m) {
-        got.add(make_message(0, "", std::string(m.data), m.type));
-    };
-    member->start({});
-    reader->start(std::move(h));
-    REQUIRE(rooms.join(member, "news"));
+    recorded_member local(io.io.get_executor());
+    auto& got = local.got;
+    REQUIRE(rooms.join(local.member, "news"));
     REQUIRE(wait_for([&] { return plane->state() == redis_state::down; }));
 
     rooms.publish("news", duplex::opcode::text, "local, Redis or not");
     REQUIRE(wait_for([&] { return got.size() >= 1; }));
     CHECK(got.copy()[0].payload == "local, Redis or not");
     CHECK(plane->state() != redis_state::up);
-    member->close();
+    local.member->close();
 }
 
 TEST_CASE("Redis backplane: presence entries come back after a Redis restart",
