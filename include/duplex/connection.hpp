@@ -23,6 +23,7 @@
 #include "detail/cork.hpp"
 #include "detail/deadlines.hpp"
 #include "detail/post_completion.hpp"
+#include "detail/send_inbox.hpp"
 #include "detail/transport_traits.hpp"
 #include "detail/unique_function.hpp"
 #include "detail/write_queue.hpp"
@@ -282,13 +283,11 @@ public:
         if (strand_.running_in_this_thread()) {
             // A handler answering on the connection's own strand: encode straight into the
             // queue; nothing has to be carried across threads.
+            if (inbox_.pending()) drain_inbox();
             append_message(type, payload, cost);
             return status;
         }
-        asio::dispatch(strand_, [self = this->shared_from_this(), type, cost,
-                                 framed = with_header_room(payload)]() mutable {
-            self->queue_message(type, std::move(framed), cost, {});
-        });
+        post_to_inbox({{}, with_header_room(payload), cost, type});
         return status;
     }
 
@@ -301,12 +300,11 @@ public:
         const send_status status = admit(cost);
         if (status == send_status::dropped) return status;
         if (strand_.running_in_this_thread()) {
+            if (inbox_.pending()) drain_inbox();
             queue_shared(message, cost);
             return status;
         }
-        asio::dispatch(strand_, [self = this->shared_from_this(), message, cost]() mutable {
-            self->queue_shared(std::move(message), cost);
-        });
+        post_to_inbox({message, {}, cost, message.type()});
         return status;
     }
 
@@ -379,6 +377,7 @@ public:
                     return done(make_error_code(error::send_buffer_full));
                 asio::dispatch(self->strand_, [self, type, cost, framed = with_header_room(data),
                                                done = std::move(done)]() mutable {
+                    self->drain_inbox();
                     self->queue_message(type, std::move(framed), cost, std::move(done));
                 });
             },
@@ -511,6 +510,9 @@ private:
     void note_sent();
     void cork();
     static void flush_corked(std::shared_ptr<void>&& member);
+    void post_to_inbox(detail::inbox_entry&& entry);
+    static void flush_inbox(std::shared_ptr<void>&& member);
+    void drain_inbox();
     void flush();
     void write_answers_before_close();
     void send_pending_close();
@@ -573,10 +575,12 @@ private:
 
     // ---- the write path ----------------------------------------------------------------
     detail::write_queue queue_;                 // data frames and the pending close
+    detail::send_inbox inbox_;                  // sends from outside the strand, not yet framed
     std::string control_in_flight_;             // pongs, pings and close frames being written
     std::vector<asio::const_buffer> gather_;    // the buffers of the write in flight
     bool writing_ = false;                      // a write is pending
     bool flush_due_ = false;                    // cork(): in this thread's cork_batch
+    bool draining_inbox_ = false;               // drain_inbox() is framing what the inbox held
     std::vector<done_handler> control_waiters_; // async_ping: not yet written
     std::vector<done_handler> control_waiters_in_flight_; // async_ping: being written
     std::atomic<std::size_t> buffered_{0};        // bytes admitted and not written or dropped

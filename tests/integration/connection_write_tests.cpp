@@ -476,6 +476,38 @@ TEST_CASE("Corking: sends in the member's own turns keep their order with broadc
                         [](const wire_frame& f) { return f.is(opcode::close); }) == 1);
 }
 
+TEST_CASE("Inbox: a broadcast from outside the member's strand goes before a send that the "
+          "member's strand makes next in the same turn",
+          "[connection][cork]") {
+    harness h;
+    duplex::rooms<mem_connection> rooms;
+    auto [a, b] = h.pair();
+    auto c = h.connect(std::move(a), role::server);
+    auto peer = h.peer(std::move(b), role::client);
+    c->start({});
+    REQUIRE(rooms.join(c, "room"));
+    peer.start_reading();
+    h.settle();
+    // The publish waits in the member's inbox, unframed; the dispatch then runs on the
+    // member's strand at once (nothing else is queued on it), and its send must not overtake.
+    asio::post(h.io, [&] {
+        rooms.publish("room", opcode::text, "b1");
+        asio::dispatch(c->get_executor(), [&] {
+            c->send(opcode::text, "own1");
+            rooms.publish("room", opcode::text, "b2");
+        });
+        rooms.publish("room", opcode::text, "b3");
+        asio::dispatch(c->get_executor(), [&] { c->close(1000, "bye"); });
+    });
+    REQUIRE(h.run_until([&] {
+        const auto frames = peer.frames();
+        return !frames.empty() && frames.back().is(opcode::close);
+    }));
+    CHECK(data_messages(peer.frames()) ==
+          std::vector<std::string>{"t:b1", "t:own1", "t:b2", "t:b3"});
+    CHECK(c->buffered_amount() == 0);
+}
+
 TEST_CASE("Corking: sends in one turn still count against the send buffer limit",
           "[connection][cork][backpressure]") {
     harness h;

@@ -56,4 +56,51 @@ private:
     }
 };
 
+// The storage of a connection's short-lived vectors (its write queue, its inbox), reused
+// within an io thread. A broadcast fills each member's queue with a turn's frames and empties
+// it by the write that follows at once; allocating that storage per member per turn, and
+// freeing it, cost a broadcast as much as framing its messages (malloc, and page faults where
+// glibc trimmed the heap in between). Handed back here when a queue empties, the storage also
+// leaves the connection: an idle connection owns none. Bounded per thread and element type:
+// at most `max_bytes` of storage, vectors of at most `max_elements` each.
+template <class T>
+class vector_cache {
+public:
+    static constexpr std::size_t max_bytes = 1U << 20;
+    static constexpr std::size_t max_elements = 256;
+
+    // An empty vector, with the storage of a cached one when there is one.
+    static std::vector<T> take() {
+        auto& c = cache();
+        if (c.vectors.empty()) return {};
+        std::vector<T> out = std::move(c.vectors.back());
+        c.vectors.pop_back();
+        c.bytes -= out.capacity() * sizeof(T);
+        return out;
+    }
+
+    // Empties `v` and keeps its storage if it is worth keeping and there is room; `v` owns no
+    // storage afterwards either way.
+    static void give(std::vector<T>& v) {
+        v.clear();
+        auto& c = cache();
+        const std::size_t bytes = v.capacity() * sizeof(T);
+        if (v.capacity() != 0 && v.capacity() <= max_elements && c.bytes + bytes <= max_bytes) {
+            c.vectors.push_back(std::move(v));
+            c.bytes += bytes;
+        }
+        std::vector<T>().swap(v);
+    }
+
+private:
+    struct store {
+        std::vector<std::vector<T>> vectors;
+        std::size_t bytes = 0;
+    };
+    static store& cache() {
+        thread_local store c;
+        return c;
+    }
+};
+
 } // namespace duplex::detail

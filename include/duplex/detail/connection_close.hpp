@@ -139,6 +139,7 @@ void connection<Transport, UserData>::note_close_frames() {
 template <class Transport, class UserData>
 void connection<Transport, UserData>::request_close(std::uint16_t code, std::string reason) {
     if (phase_ != phase::open || session_.state() != protocol::session_state::open) return;
+    drain_inbox(); // what other threads sent before close() goes before the close frame
     queue_.close_after_queued(code, std::move(reason));
     advance(phase::closing);
     resume_input(); // the peer's close is what completes ours

@@ -232,6 +232,7 @@ void connection<Transport, UserData>::drop_queue(std::error_code ec) {
 // another connection's handler, a send from another thread) is corked: see cork().
 template <class Transport, class UserData>
 void connection<Transport, UserData>::note_sent() {
+    if (draining_inbox_) return; // once for the whole inbox, at its end
     // Inside process_input the read's own time is recent enough for the idle timeout.
     deadlines_.active(processing_input_ ? deadlines_.last_received() : clock::now());
     if (!processing_input_) cork();
@@ -266,9 +267,59 @@ void connection<Transport, UserData>::flush_corked(std::shared_ptr<void>&& membe
     auto self = std::static_pointer_cast<connection>(std::move(member));
     auto& strand = self->strand_;
     asio::dispatch(strand, [self = std::move(self)] {
+        self->flush_due_ = true;
+        self->drain_inbox();
         self->flush_due_ = false;
         self->flush();
     });
+}
+
+// A send from outside the strand (a publish from another connection's handler, a send from
+// another thread): queued in the inbox without touching the strand. The first one since the
+// last drain schedules the drain, through this thread's cork batch as cork() does, so that a
+// member gets one drain and one write per turn however many messages it was sent.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::post_to_inbox(detail::inbox_entry&& entry) {
+    if (!inbox_.push(std::move(entry))) return;
+    const auto inner = [this] { return strand_.get_inner_executor(); };
+    if (detail::cork_batch::join(inner, asio::query(strand_, asio::execution::context),
+                                 this->shared_from_this(), &connection::flush_inbox))
+        return;
+    asio::defer(inner(),
+                [self = this->shared_from_this()]() mutable { flush_inbox(std::move(self)); });
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::flush_inbox(std::shared_ptr<void>&& member) {
+    auto self = std::static_pointer_cast<connection>(std::move(member));
+    auto& strand = self->strand_;
+    asio::dispatch(strand, [self = std::move(self)] {
+        // Framing each message would cork the connection again: the flush follows at once.
+        const bool was_due = self->flush_due_;
+        self->flush_due_ = true;
+        self->drain_inbox();
+        self->flush_due_ = was_due;
+        self->flush();
+    });
+}
+
+// On the strand: frames what the inbox holds, in order, into the write queue. After the
+// connection closed, framing refuses each message and gives its cost back.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::drain_inbox() {
+    if (!inbox_.pending()) return;
+    std::vector<detail::inbox_entry> entries;
+    inbox_.take(entries);
+    draining_inbox_ = true;
+    for (auto& e : entries) {
+        if (e.shared)
+            queue_shared(std::move(e.shared), e.cost);
+        else
+            queue_message(e.type, std::move(e.framed), e.cost, {});
+    }
+    draining_inbox_ = false;
+    inbox_.recycle(entries);
+    note_sent();
 }
 
 // ---- writing -------------------------------------------------------------------------------
@@ -313,6 +364,7 @@ bool connection<Transport, UserData>::start_write(bool data_only) {
     }
 
     gather_.clear();
+    if (gather_.capacity() == 0) gather_ = detail::vector_cache<asio::const_buffer>::take();
     if (!control_in_flight_.empty()) gather_.push_back(asio::buffer(control_in_flight_));
     std::size_t bytes = 0;
     const auto state = session_.state();
@@ -364,7 +416,7 @@ bool connection<Transport, UserData>::complete_write(std::error_code ec) {
     if (control_in_flight_.capacity() > 1024) std::string().swap(control_in_flight_);
     unbuffer(queue_.complete(ec));
     gather_.clear();
-    if (queue_.empty() && gather_.capacity() > 8) std::vector<asio::const_buffer>().swap(gather_);
+    if (queue_.empty()) detail::vector_cache<asio::const_buffer>::give(gather_);
     for (auto& w : control_waiters_in_flight_) w(ec);
     control_waiters_in_flight_.clear();
     if (finished()) return false;

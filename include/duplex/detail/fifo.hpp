@@ -3,10 +3,13 @@
 //
 // std::deque allocates a map and a 512-byte block as soon as it is constructed, which an idle
 // connection pays for nothing. This queue is a vector read from a moving head: empty, it owns
-// no memory; busy, it reuses its storage without an allocation per frame. Elements may move
+// no memory (its storage goes back to the thread's vector_cache); busy, it reuses its storage
+// without an allocation per frame. Elements may move
 // when it grows or compacts, so they must not be referred to by address across a push
 // (outgoing frames keep their bytes on the heap, which a move does not relocate).
 #pragma once
+
+#include "buffer_cache.hpp"
 
 #include <cstddef>
 #include <utility>
@@ -25,7 +28,10 @@ public:
     auto begin() noexcept { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
     auto end() noexcept { return items_.end(); }
 
-    void push_back(T&& item) { items_.push_back(std::move(item)); }
+    void push_back(T&& item) {
+        if (items_.capacity() == 0) items_ = vector_cache<T>::take();
+        items_.push_back(std::move(item));
+    }
 
     void pop_front() {
         items_[head_] = T{}; // release what it holds now, not at the next compaction
@@ -43,12 +49,11 @@ public:
 
 private:
     static constexpr std::size_t compact_after = 32;
-    static constexpr std::size_t kept_capacity = 8; // a busy connection's usual batch
 
+    // Empty: the storage goes back to the thread's cache, for whichever queue fills next.
     void reset() {
         head_ = 0;
-        items_.clear();
-        if (items_.capacity() > kept_capacity) std::vector<T>().swap(items_);
+        vector_cache<T>::give(items_);
     }
 
     void compact() {

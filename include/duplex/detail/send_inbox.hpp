@@ -1,0 +1,90 @@
+// duplex/detail/send_inbox.hpp — messages sent to a connection from outside its strand.
+// SPDX-License-Identifier: BSL-1.0
+//
+// A publish to a room runs on the publisher's strand and sends to every member; a member's
+// queue may only be touched on the member's own strand. Dispatching each message to the
+// member's strand costs an operation, the strand's mutex and executor copies per message and
+// member. Instead the sender appends the message here (a spinlock held for one push), and only
+// the first message since the last drain schedules anything: one drain per member per turn,
+// which frames everything in order on the member's strand and writes it at once
+// (connection_write.hpp, drain_inbox()).
+//
+// Order: every send made on the strand drains the inbox first, and so does close(), so a
+// message sent from another thread before a send or close on the strand still goes first.
+#pragma once
+
+#include "buffer_cache.hpp"
+
+#include "../protocol/frame.hpp"
+#include "../shared_message.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace duplex::detail {
+
+struct inbox_entry {
+    shared_message shared; // a message encoded once for many connections, or empty
+    std::string framed;    // otherwise the payload, with room in front for the header
+    std::size_t cost = 0;  // what send() counted against the send limits
+    protocol::opcode type = protocol::opcode::text;
+};
+
+class send_inbox {
+public:
+    // True when the inbox was empty: nothing is scheduled yet, and the caller must schedule the
+    // drain.
+    bool push(inbox_entry&& entry) {
+        // Storage from the sending thread's cache, taken before the lock is.
+        std::vector<inbox_entry> storage;
+        if (size_.load(std::memory_order_relaxed) == 0) storage = vector_cache<inbox_entry>::take();
+        lock();
+        const bool first = entries_.empty();
+        if (entries_.capacity() == 0) entries_.swap(storage);
+        entries_.push_back(std::move(entry));
+        size_.store(entries_.size(), std::memory_order_relaxed);
+        unlock();
+        if (storage.capacity() != 0) vector_cache<inbox_entry>::give(storage);
+        return first;
+    }
+
+    // Whether a drain would find something. Relaxed: a push racing with this check is not
+    // ordered before the caller's send anyway, and its own scheduled drain takes it.
+    bool pending() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
+
+    // Everything pushed so far, in order, moved into `out` (empty on entry). Hand `out` back
+    // with recycle() once it is processed.
+    void take(std::vector<inbox_entry>& out) {
+        lock();
+        out.swap(entries_);
+        size_.store(0, std::memory_order_relaxed);
+        unlock();
+    }
+
+    // The storage of a vector that take() filled goes to this thread's cache, for whichever
+    // inbox fills next.
+    static void recycle(std::vector<inbox_entry>& drained) {
+        vector_cache<inbox_entry>::give(drained);
+    }
+
+private:
+    // A spinlock, not a mutex: it guards one vector operation, is rarely contended (two
+    // publishers on different threads sending to one member at the same instant), and an idle
+    // connection should not carry a 40-byte std::mutex.
+    void lock() noexcept {
+        while (locked_.exchange(true, std::memory_order_acquire)) {
+            while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
+        }
+    }
+    void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+    std::atomic<bool> locked_{false};
+    std::atomic<std::size_t> size_{0};
+    std::vector<inbox_entry> entries_;
+};
+
+} // namespace duplex::detail
