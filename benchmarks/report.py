@@ -196,6 +196,18 @@ def idle_table(results):
     return "\n".join(rows) + "\n"
 
 
+def large_idle_text(results, meta):
+    """duplex alone with 100,000 idle connections, or why that did not run."""
+    count = meta.get("large_idle_connections", 100000)
+    large = results.get("idle-large", {}).get("duplex")
+    if large:
+        key = "bytes_per_connection"
+        return (f"With {count:,} idle connections duplex holds {bytes_text(large.median(key))} "
+                f"per connection ({bytes_spread(large, key)}).\n")
+    why = meta.get("large_idle_skipped") or "not measured in this run"
+    return f"With {count:,} idle connections: {why}.\n"
+
+
 DEFLATE_ECHO_SCENARIOS = [
     ("deflate-echo-200", "200 B"),
     ("deflate-echo-16k", "16 KiB"),
@@ -686,7 +698,8 @@ def main():
         "machine": machine_section(meta),
         "echo": echo_text,
         "broadcast": broadcast_text,
-        "idle": idle_table(results) + image(drawn, "idle", "Memory per idle connection"),
+        "idle": idle_table(results) + "\n" + large_idle_text(results, meta) +
+                image(drawn, "idle", "Memory per idle connection"),
         "idle_tls": tls_idle_table(results),
         "deflate": deflate_table(results),
         "connect": connect_text,

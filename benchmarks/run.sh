@@ -55,11 +55,21 @@ if [ "$quick" = 1 ]; then
     deflate_idle_connections=300 deflate_touched_connections=100
     micro_time=0.01
 else
-    duration=4 warmup=1 subscribers=10000 few_subscribers=1000 idle_connections=5000
+    duration=4 warmup=1 subscribers=10000 few_subscribers=1000 idle_connections=10000
     # After one compressed message a compressor with context takeover holds ~300 KiB: 1,000
     # such connections are already 300 MiB in the server and as much in the generator.
     deflate_idle_connections=10000 deflate_touched_connections=1000
     micro_time=0.2
+fi
+# 100,000 idle connections, duplex only: each side then holds that many sockets, which the
+# hard limit on open files must allow (wsload spreads them over 127.0.0.x source addresses, as
+# one address has only ~28,000 ports towards one server port).
+large_idle_connections=100000
+large_idle_skipped=""
+if [ "$quick" = 1 ]; then
+    large_idle_skipped="not in a quick run"
+elif [ "$(ulimit -Hn)" != unlimited ] && (($(ulimit -Hn) < large_idle_connections + 200)); then
+    large_idle_skipped="not run: the hard limit on open files here is $(ulimit -Hn) per process"
 fi
 broadcast_args="--size 32 --duration $duration --warmup $warmup"
 echo_args="--connections 100 --duration $duration --warmup $warmup"
@@ -73,6 +83,7 @@ scenarios=(
     "broadcast-inflight|broadcast --subscribers $subscribers --publishers 4 --in-flight 8 $broadcast_args"
     "idle|idle --connections $idle_connections"
     "idle-touched|idle --connections $idle_connections --touch"
+    "idle-large|idle --connections $large_idle_connections"
     "connect|connect --concurrency 32 --duration $duration --warmup $warmup"
     # permessage-deflate: only the servers that take --deflate (see deflate_servers below)
     "deflate-echo-200|echo $echo_args --size 200 --in-flight 1 --json-like --deflate"
@@ -84,6 +95,11 @@ scenarios=(
 # The servers that take --deflate, and run the deflate-* scenarios with it; duplex_nctx runs
 # only those.
 deflate_servers=" duplex duplex_nctx beast node "
+if [ -n "$large_idle_skipped" ]; then
+    chosen=()
+    for s in "${scenarios[@]}"; do [[ ${s%%|*} == idle-large ]] || chosen+=("$s"); done
+    scenarios=("${chosen[@]}")
+fi
 if [ -n "${DUPLEX_BENCH_SCENARIOS:-}" ]; then
     chosen=()
     for s in "${scenarios[@]}"; do
@@ -209,6 +225,7 @@ cat >"$results/meta.json" <<EOF
  "duration_s": $duration, "warmup_s": $warmup, "subscribers": $subscribers,
  "few_subscribers": $few_subscribers,
  "idle_connections": $idle_connections, "micro_min_time_s": $micro_time,
+ "large_idle_connections": $large_idle_connections, "large_idle_skipped": "$large_idle_skipped",
  "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "loadavg_at_start": "$loadavg_at_start",
  "server_core": $server_core, "generator_core": $generator_core,
  "commit": "$(git rev-parse --short HEAD)",
@@ -252,6 +269,8 @@ for round in $(seq "$rounds"); do
                 [[ $deflate_servers == *" $name "* ]] || continue
                 command="$command --deflate"
             elif [ "$name" = duplex_nctx ]; then
+                continue
+            elif [ "$scenario_name" = idle-large ] && [ "$name" != duplex ]; then
                 continue
             fi
             printf '== round %s/%s  %-22s %-12s ' "$round" "$rounds" "$scenario_name" "$name"

@@ -649,6 +649,7 @@ private:
         }
         const int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        spread_source_address(fd);
         std::size_t index;
         if (!free_slots_.empty()) {
             index = free_slots_.back();
@@ -676,6 +677,23 @@ private:
             finish(index);
         }
         return index;
+    }
+
+    // One source address has about 28,000 ephemeral ports towards one server port: past
+    // ports_per_source connections to a loopback server, each further block of them comes
+    // from the next 127.0.0.x (every 127/8 address is the loopback interface's), so that idle
+    // runs of 100,000 connections are possible where the file descriptor limit allows them.
+    void spread_source_address(int fd) {
+        constexpr std::size_t ports_per_source = 20000;
+        const std::size_t block = started_++ / ports_per_source;
+        if (block == 0 || (ntohl(address_.sin_addr.s_addr) >> 24) != 127) return;
+        const int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        sockaddr_in source{};
+        source.sin_family = AF_INET;
+        source.sin_addr.s_addr = htonl((127U << 24) | static_cast<std::uint32_t>(block + 1));
+        if (bind(fd, reinterpret_cast<const sockaddr*>(&source), sizeof source) != 0)
+            fail("bind() to a further loopback source address failed");
     }
 
     // Resets the connection (no TIME_WAIT) and frees its slot.
@@ -1369,6 +1387,7 @@ private:
     const options o_;
     int epoll_ = -1;
     sockaddr_in address_{};
+    std::size_t started_ = 0; // connections started, for spread_source_address
     std::vector<connection> conns_;
     std::vector<std::size_t> free_slots_;
     std::vector<unsigned char> read_buffer_;

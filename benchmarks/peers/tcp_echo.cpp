@@ -7,7 +7,8 @@
 // for the 101), then echoes the bytes it reads as they are: the generator receives its own
 // masked frames and parses them like any server's. On /sub and /pub it is the broadcast
 // ceiling: each frame the publisher sends is turned into one unmasked server frame, once, and
-// those same bytes are written to every subscriber's socket. One thread, epoll, TCP_NODELAY.
+// the frames published while one epoll_wait's events are handled are written to every
+// subscriber's socket in one send. One thread, epoll, TCP_NODELAY.
 #include "../common/open_files.hpp"
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -66,6 +67,7 @@ public:
                 if (!is_open(fd)) continue;
                 if ((events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0U) on_readable(fd);
             }
+            write_published();
         }
     }
 
@@ -239,18 +241,28 @@ private:
                     frame_[key_at + i] =
                         static_cast<unsigned char>(frame_[key_at + i] ^ p[key_at + (i & 3U)]);
             at += header + payload_size;
-            // A subscriber that dies is swap-removed: walk from the end so none is skipped.
-            for (std::size_t s = subscribers_.size(); s-- > 0;)
-                send_or_queue(subscribers_[s], frame_.data(), frame_.size());
+            published_.insert(published_.end(), frame_.begin(), frame_.end());
         }
         c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+
+    // Once per epoll_wait: everything published while handling its events goes to every
+    // subscriber in one send, as a server that corks its writes does (one send per message
+    // and subscriber would make this no ceiling for such servers).
+    void write_published() {
+        if (published_.empty()) return;
+        // A subscriber that dies is swap-removed: walk from the end so none is skipped.
+        for (std::size_t s = subscribers_.size(); s-- > 0;)
+            send_or_queue(subscribers_[s], published_.data(), published_.size());
+        published_.clear();
     }
 
     int listener_;
     int epoll_ = -1;
     std::vector<unsigned char> buffer_;
     std::vector<unsigned char> frame_;
-    std::vector<connection> conns_; // indexed by file descriptor
+    std::vector<unsigned char> published_; // frames published during this epoll_wait's events
+    std::vector<connection> conns_;        // indexed by file descriptor
     std::vector<int> subscribers_;
 };
 
