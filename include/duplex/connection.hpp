@@ -513,6 +513,8 @@ private:
     void post_to_inbox(detail::inbox_entry&& entry);
     static void flush_inbox(std::shared_ptr<void>&& member);
     void drain_inbox();
+    void queue_entries(std::vector<detail::inbox_entry>& entries, std::size_t first);
+    bool write_inbox_now();
     void flush();
     void write_answers_before_close();
     void send_pending_close();

@@ -294,6 +294,7 @@ void connection<Transport, UserData>::flush_inbox(std::shared_ptr<void>&& member
     auto self = std::static_pointer_cast<connection>(std::move(member));
     auto& strand = self->strand_;
     asio::dispatch(strand, [self = std::move(self)] {
+        if (self->write_inbox_now()) return;
         // Framing each message would cork the connection again: the flush follows at once.
         const bool was_due = self->flush_due_;
         self->flush_due_ = true;
@@ -310,16 +311,87 @@ void connection<Transport, UserData>::drain_inbox() {
     if (!inbox_.pending()) return;
     std::vector<detail::inbox_entry> entries;
     inbox_.take(entries);
+    queue_entries(entries, 0);
+}
+
+template <class Transport, class UserData>
+void connection<Transport, UserData>::queue_entries(std::vector<detail::inbox_entry>& entries,
+                                                    std::size_t first) {
     draining_inbox_ = true;
-    for (auto& e : entries) {
+    for (std::size_t i = first; i < entries.size(); ++i) {
+        auto& e = entries[i];
         if (e.shared)
             queue_shared(std::move(e.shared), e.cost);
         else
             queue_message(e.type, std::move(e.framed), e.cost, {});
     }
     draining_inbox_ = false;
-    inbox_.recycle(entries);
+    detail::send_inbox::recycle(entries);
     note_sent();
+}
+
+// The broadcast path. A member that has nothing queued and no write in flight gets the shared
+// frames its inbox holds written at once, straight from the shared bytes in one gathered
+// write, without a queue entry per message (which, built and torn down per delivery, was a
+// large part of a broadcast's cost). What the socket does not take, and every message this
+// path does not cover (compressed, not shared, refused), goes through the queue as usual, in
+// order. False when the member is not in that state: the caller drains and flushes.
+template <class Transport, class UserData>
+bool connection<Transport, UserData>::write_inbox_now() {
+    if constexpr (!transport_writes_now) {
+        return false;
+    } else {
+        if (writing_ || phase_ != phase::open || !queue_.empty() || session_.has_pending_output() ||
+            session_.get_role() != protocol::role::server || !inbox_.pending())
+            return false;
+        std::vector<detail::inbox_entry> entries;
+        inbox_.take(entries);
+        if (gather_.capacity() == 0) gather_ = detail::vector_cache<asio::const_buffer>::take();
+        gather_.clear();
+        std::size_t count = 0;
+        for (; count < entries.size() && count < max_gather; ++count) {
+            const shared_message& m = entries[count].shared;
+            if (!m) break;
+#ifdef DUPLEX_ENABLE_DEFLATE
+            if (session_.would_compress(m.payload().size())) break;
+#endif
+            protocol::frame_prefix prefix;
+            if (session_.prepare_whole_message(m.type(), m.payload().size(), prefix)) break;
+            const std::string_view wire = m.frame_bytes();
+            gather_.push_back(asio::const_buffer(wire.data(), wire.size()));
+        }
+        std::error_code ec;
+        std::size_t written = count == 0 ? 0 : Transport::write_now(stream_, gather_, ec);
+        if (ec) written = 0; // would block, or failed: the queue's write finds out which
+        gather_.clear();
+        std::size_t written_cost = 0;
+        std::size_t i = 0;
+        for (; i < count && written >= entries[i].shared.frame_bytes().size(); ++i) {
+            written -= entries[i].shared.frame_bytes().size();
+            written_cost += entries[i].cost;
+            entries[i].shared = shared_message();
+        }
+        if (i < count && written > 0) {
+            // Partly written: the rest of its bytes lead the queue.
+            auto& e = entries[i++];
+            const std::string_view rest = e.shared.frame_bytes().substr(written);
+            queue_.push_shared(std::move(e.shared), e.cost, rest);
+        }
+        deadlines_.active(clock::now());
+        if (i < entries.size()) {
+            const bool was_due = flush_due_;
+            flush_due_ = true; // the flush below writes these: no cork
+            queue_entries(entries, i);
+            flush_due_ = was_due;
+        } else {
+            detail::send_inbox::recycle(entries);
+        }
+        if (queue_.empty()) detail::vector_cache<asio::const_buffer>::give(gather_);
+        unbuffer(written_cost);
+        flush();
+        if (written_cost != 0) maybe_drain();
+        return true;
+    }
 }
 
 // ---- writing -------------------------------------------------------------------------------
