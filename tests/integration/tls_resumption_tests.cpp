@@ -208,6 +208,7 @@ TEST_CASE("tls resumption: a connection that ended without close_notify leaves i
     REQUIRE(cache != nullptr);
     const std::string peer = "localhost:" + std::to_string(server.server.port());
     REQUIRE(context.client_sessions().sessions == 2);
+    // take() drops sessions that are not resumable: both must still be there to take.
     SSL_SESSION* newest = cache->take(peer);
     SSL_SESSION* oldest = cache->take(peer);
     CHECK(newest != nullptr);

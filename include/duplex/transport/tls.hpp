@@ -199,14 +199,15 @@ struct tls {
             detail::post_completion(stream.get_executor(), std::forward<Handler>(handler), ec);
             return;
         }
+        // The SSL, not the stream: a stream may be moved while its handshake runs.
         auto executor = asio::get_associated_executor(handler, stream.get_executor());
-        stream.async_handshake(
-            asio::ssl::stream_base::client,
-            asio::bind_executor(
-                executor, [&stream, h = std::forward<Handler>(handler)](std::error_code e) mutable {
-                    if (!e) resumed(stream.native_handle());
-                    h(e);
-                }));
+        stream.async_handshake(asio::ssl::stream_base::client,
+                               asio::bind_executor(executor, [ssl = stream.native_handle(),
+                                                              h = std::forward<Handler>(handler)](
+                                                                 std::error_code e) mutable {
+                                   if (!e) resumed(ssl);
+                                   h(e);
+                               }));
     }
 
     // Whether this client stream offers a kept session and keeps the ones the server sends
