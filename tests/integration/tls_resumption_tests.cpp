@@ -36,12 +36,17 @@ auto get_within(Future&& future, std::chrono::milliseconds limit = patience) {
 
 // A duplex wss:// server with the test certificate (localhost and 127.0.0.1) on 127.0.0.1.
 struct tls_echo_server {
-    explicit tls_echo_server(asio::io_context& io)
-        : server(io, {}, tls::server_context(certificate().cert, certificate().key)) {
+    explicit tls_echo_server(asio::io_context& io, int max_version = 0)
+        : server(io, {}, server_context(max_version)) {
         server.handlers().on_message = [](const auto& c, const duplex::message_view& m) {
             c->send(m.type, m.data);
         };
         REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    }
+    static tls::context_type server_context(int max_version) {
+        auto context = tls::server_context(certificate().cert, certificate().key);
+        if (max_version) ::SSL_CTX_set_max_proto_version(context.ssl->native_handle(), max_version);
+        return context;
     }
     std::string url(const std::string& host) const {
         return "wss://" + host + ":" + std::to_string(server.port()) + "/";
@@ -95,6 +100,20 @@ TEST_CASE("tls resumption: the second connection resumes, the first does not", "
     const auto third = connect_and_close(runner.io, server.url("localhost"), context);
     CHECK(third.resumed == 2);
     CHECK(third.sessions <= duplex::detail::tls_session_cache::sessions_per_peer);
+}
+
+TEST_CASE("tls resumption: a TLS 1.2 session is kept again after it resumed", "[tls][resume]") {
+    require_certificate();
+    io_runner runner;
+    tls_echo_server server(runner.io, TLS1_2_VERSION);
+    auto context = trusting_context();
+    const auto first = connect_and_close(runner.io, server.url("localhost"), context);
+    CHECK(first.sessions == 1);
+    // TLS 1.2 brings no new session to a resumed connection: the one used goes back.
+    const auto second = connect_and_close(runner.io, server.url("localhost"), context);
+    CHECK(second.resumed == 1);
+    CHECK(second.sessions == 1);
+    CHECK(connect_and_close(runner.io, server.url("localhost"), context).resumed == 2);
 }
 
 TEST_CASE("tls resumption: off in client_options, nothing is offered or kept", "[tls][resume]") {
