@@ -80,7 +80,7 @@ tls::session_counts connect_and_close(asio::io_context& io, const std::string& u
 
 } // namespace
 
-TEST_CASE("tls resumption: the second connection resumes, the first does not", "[tls][resume]") {
+TEST_CASE("resumption: the second connection resumes, the first does not", "[tls][resume]") {
     require_certificate();
     io_runner runner;
     tls_echo_server server(runner.io);
@@ -102,7 +102,7 @@ TEST_CASE("tls resumption: the second connection resumes, the first does not", "
     CHECK(third.sessions <= duplex::detail::tls_session_cache::sessions_per_peer);
 }
 
-TEST_CASE("tls resumption: a TLS 1.2 session is kept again after it resumed", "[tls][resume]") {
+TEST_CASE("resumption: a TLS 1.2 session is kept again after it resumed", "[tls][resume]") {
     require_certificate();
     io_runner runner;
     tls_echo_server server(runner.io, TLS1_2_VERSION);
@@ -116,7 +116,7 @@ TEST_CASE("tls resumption: a TLS 1.2 session is kept again after it resumed", "[
     CHECK(connect_and_close(runner.io, server.url("localhost"), context).resumed == 2);
 }
 
-TEST_CASE("tls resumption: off in client_options, nothing is offered or kept", "[tls][resume]") {
+TEST_CASE("resumption: off in client_options, nothing is offered or kept", "[tls][resume]") {
     require_certificate();
     io_runner runner;
     tls_echo_server server(runner.io);
@@ -137,7 +137,7 @@ TEST_CASE("tls resumption: off in client_options, nothing is offered or kept", "
     CHECK(again.resumed == 1);
 }
 
-TEST_CASE("tls resumption: a session is never offered to another host name", "[tls][resume]") {
+TEST_CASE("resumption: a session is never offered to another host name", "[tls][resume]") {
     require_certificate();
     io_runner runner;
     tls_echo_server server(runner.io);
@@ -159,8 +159,7 @@ TEST_CASE("tls resumption: a session is never offered to another host name", "[t
     CHECK(other_port.peers == 3);
 }
 
-TEST_CASE("tls resumption: with verification off, SNI still separates the sessions",
-          "[tls][resume]") {
+TEST_CASE("resumption: with verification off, SNI still separates the sessions", "[tls][resume]") {
     require_certificate();
     io_runner runner;
     tls_echo_server server(runner.io);
@@ -172,7 +171,7 @@ TEST_CASE("tls resumption: with verification off, SNI still separates the sessio
     CHECK(again.resumed == 1);
 }
 
-TEST_CASE("tls resumption: the cache keeps at most its peers, the least recent goes first",
+TEST_CASE("resumption: the cache keeps at most its peers, the least recent goes first",
           "[tls][resume]") {
     require_certificate();
     io_runner runner;
@@ -192,7 +191,7 @@ TEST_CASE("tls resumption: the cache keeps at most its peers, the least recent g
     CHECK(context.client_sessions().peers == 2);
 }
 
-TEST_CASE("tls resumption: many peers and sessions stay within the bounds", "[tls][resume]") {
+TEST_CASE("resumption: many peers and sessions stay within the bounds", "[tls][resume]") {
     using cache_type = duplex::detail::tls_session_cache;
     cache_type cache(64);
     for (int i = 0; i < 1000; ++i) {
@@ -212,7 +211,7 @@ TEST_CASE("tls resumption: many peers and sessions stay within the bounds", "[tl
     CHECK(cache.count().peers == 10);
 }
 
-TEST_CASE("tls resumption: a connection that ended without close_notify leaves its sessions "
+TEST_CASE("resumption: a connection that ended without close_notify leaves its sessions "
           "resumable",
           "[tls][resume]") {
     require_certificate();
@@ -239,7 +238,7 @@ TEST_CASE("tls resumption: a connection that ended without close_notify leaves i
     if (oldest) ::SSL_SESSION_free(oldest);
 }
 
-TEST_CASE("tls resumption: the reconnecting client resumes after the server drops it",
+TEST_CASE("resumption: the reconnecting client resumes after the server drops it",
           "[tls][resume]") {
     require_certificate();
     io_runner runner;
