@@ -39,7 +39,7 @@ double cpu_seconds(clockid_t clock) {
 }
 
 struct round_result {
-    double per_server_cpu_second;  // connections
+    double per_server_cpu_second; // connections
     double server_us_per_connection;
     double client_us_per_connection;
     double wall_per_second;
@@ -134,9 +134,9 @@ int main(int argc, char** argv) {
         std::printf("resumption %-3s: %7.0f connections per server CPU-second (%.0f-%.0f); "
                     "server %.0f us (%.0f-%.0f), client %.0f us (%.0f-%.0f) CPU per "
                     "connection; %.0f connections/s wall (%.0f-%.0f)\n",
-                    on ? "on" : "off", median(rate[on]), r.first, r.second,
-                    median(server_us[on]), s.first, s.second, median(client_us[on]), c.first,
-                    c.second, median(wall[on]), w.first, w.second);
+                    on ? "on" : "off", median(rate[on]), r.first, r.second, median(server_us[on]),
+                    s.first, s.second, median(client_us[on]), c.first, c.second, median(wall[on]),
+                    w.first, w.second);
     }
     std::printf("handshakes resumed in the measured rounds: %llu of %d offered-on connections\n",
                 static_cast<unsigned long long>(after.resumed - before.resumed),
