@@ -48,6 +48,11 @@ struct client_options {
     protocol::http_limits http{};
     connection_options connection{};
     bool tcp_no_delay = true;
+    // wss://: resume a TLS session kept from an earlier connection to the same host name and
+    // port with the same TLS context (an abbreviated handshake, without the certificate
+    // exchange), and keep the new connection's. Sessions never cross host names; certificate and
+    // host name checks stay on. Off: every connection runs a full handshake.
+    bool tls_resumption = true;
     // permessage-deflate (RFC 7692): offered by default where the build can compress (linked
     // with duplex::deflate), as browsers, Node ws and Python websockets offer it; a plain build
     // offers nothing. What the server agrees to goes to connection.protocol.deflate: compressed
@@ -186,6 +191,8 @@ struct connect_op : std::enable_shared_from_this<connect_op<Transport, UserData>
         if constexpr (is_tcp_transport<Transport>)
             if (options.tcp_no_delay) socket.set_option(asio::ip::tcp::no_delay(true), ignored);
         stream.emplace(Transport::make_stream(std::move(socket), context));
+        if constexpr (resumes_sessions<Transport>::value)
+            if (!options.tls_resumption) Transport::set_resumption(*stream, false);
         Transport::async_handshake(
             *stream, protocol::role::client, url.host,
             asio::bind_executor(strand, [self = this->shared_from_this()](std::error_code ec) {
@@ -461,7 +468,14 @@ private:
                         reconnect_options policy, typename Transport::context_type context)
         : executor_(executor), strand_(asio::make_strand(executor)), timer_(strand_),
           url_(std::move(url)), options_(std::move(options)), policy_(policy),
-          context_(std::move(context)), jitter_(std::random_device{}()) {}
+          context_(std::move(context)), jitter_(std::random_device{}()) {
+        // No context: the process's default one, as async_connect would use (wss:// resumes
+        // TLS sessions across reconnects only with one context kept for all attempts).
+        if (!detail::is_usable_context(context_)) {
+            std::error_code ignored; // an empty context fails each attempt, as before
+            context_ = detail::default_client_context<Transport>(ignored);
+        }
+    }
 
     void attempt() {
         if (stopped_) return;

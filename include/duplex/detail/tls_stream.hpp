@@ -225,7 +225,17 @@ private:
     struct core {
         explicit core(asio::ip::tcp::socket&& s) : socket(std::move(s)) {}
         ~core() {
-            if (ssl) ::SSL_free(ssl);
+            if (!ssl) return;
+            // OpenSSL marks a client's session not resumable when the SSL is freed without
+            // having sent close_notify (ssl_clear_bad_session: a TLS 1.0 rule, dropped by
+            // RFC 4346 7.2.1 and absent from TLS 1.3). A WebSocket client never sends one
+            // (RFC 6455 7.1.1: the server ends TCP first, after the close frames), so every
+            // session it kept would be spoiled at the end of its connection. Telling OpenSSL
+            // the end was orderly keeps them usable; a fatal alert has already marked the
+            // session, and a handshake that did not finish made none.
+            if (!::SSL_is_server(ssl) && ::SSL_is_init_finished(ssl))
+                ::SSL_set_shutdown(ssl, ::SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+            ::SSL_free(ssl);
         }
         core(const core&) = delete;
         core& operator=(const core&) = delete;

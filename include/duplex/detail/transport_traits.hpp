@@ -51,4 +51,13 @@ struct writes_now<
                                          std::declval<const std::vector<asio::const_buffer>&>(),
                                          std::declval<std::error_code&>()))>> : std::true_type {};
 
+// Whether a transport can resume sessions from earlier connections (tls.hpp), which a client
+// may turn off per connection.
+template <class T, class = void>
+struct resumes_sessions : std::false_type {};
+template <class T>
+struct resumes_sessions<
+    T, std::void_t<decltype(T::set_resumption(std::declval<typename T::stream_type&>(), true))>>
+    : std::true_type {};
+
 } // namespace duplex::detail

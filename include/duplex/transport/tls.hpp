@@ -9,6 +9,11 @@
 // sends that host as SNI. Turning verification off takes a function whose name says so
 // (tls::client_context_insecure()), never a bare `false`.
 //
+// Client contexts keep the sessions servers give them (detail/tls_session_cache.hpp), and a
+// client's next connection to the same host name and port with the same context resumes one:
+// an abbreviated handshake without the certificate exchange. On by default; a client turns it
+// off with client_options::tls_resumption, a low-level user with tls::set_resumption.
+//
 // This header needs OpenSSL (1.1.1 or later) and is not included by duplex.hpp unless
 // DUPLEX_ENABLE_TLS is defined; the CMake target duplex::tls defines it and links OpenSSL, so
 // that plain ws:// users never need OpenSSL. Including this header directly always works.
@@ -19,6 +24,7 @@
 #pragma once
 
 #include "../detail/post_completion.hpp"
+#include "../detail/tls_session_cache.hpp"
 #include "../detail/tls_stream.hpp"
 #include "../protocol/session.hpp"
 
@@ -31,6 +37,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <cctype>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -46,6 +53,11 @@ namespace duplex::transport {
 struct tls {
     using stream_type = detail::tls_stream;
     static constexpr bool is_secure = true;
+
+    // What a client context's session cache holds and did (context_type::client_sessions()).
+    using session_counts = detail::tls_session_cache::counts;
+    // Peers (host name or IP, and port) whose sessions a client context keeps by default.
+    static constexpr std::size_t default_session_peers = 64;
 
     // State shared by every connection of one server or client: the OpenSSL context
     // (certificates, trust store, protocol versions). Held by shared_ptr so that a user can
@@ -78,6 +90,22 @@ struct tls {
             load_verify_file(pem_file, ec);
             if (ec) throw asio::system_error(ec, "duplex::tls load_verify_file");
         }
+
+        // Makes this client context keep sessions for resumption, for at most `peers` peers
+        // (0 keeps none), or changes that bound. client_context() and client_context_insecure()
+        // have done it already (default_session_peers); a context configured by hand needs it
+        // once, before its first connection. It sets the context's new-session callback and
+        // session cache mode (client, no internal store). False if OpenSSL refused.
+        bool keep_client_sessions(std::size_t peers = default_session_peers) {
+            return ssl && detail::tls_session_cache::install(ssl->native_handle(), peers);
+        }
+
+        // Sessions kept now, handshakes that offered one and handshakes resumed; all zero for
+        // a context that keeps no sessions.
+        session_counts client_sessions() const {
+            auto* cache = ssl ? detail::tls_session_cache::of(ssl->native_handle()) : nullptr;
+            return cache ? cache->count() : session_counts{};
+        }
     };
 
     // A client context that verifies the peer: TLS 1.2+, the system's default CA paths.
@@ -87,6 +115,7 @@ struct tls {
         if (ec) return {};
         context.ssl->set_default_verify_paths(ec);
         if (!ec) context.ssl->set_verify_mode(asio::ssl::verify_peer, ec);
+        if (!ec && !context.keep_client_sessions()) ec = last_ssl_error();
         return ec ? context_type{} : context;
     }
     static context_type client_context() {
@@ -103,6 +132,7 @@ struct tls {
         auto context = make_context(asio::ssl::context::tls_client, ec);
         if (ec) return {};
         context.ssl->set_verify_mode(asio::ssl::verify_none, ec);
+        if (!ec && !context.keep_client_sessions()) ec = last_ssl_error();
         return ec ? context_type{} : context;
     }
     static context_type client_context_insecure() {
@@ -152,6 +182,11 @@ struct tls {
     // asio::ssl::host_name_verification, so a mismatch is reported by SSL_get_verify_result as
     // X509_V_ERR_HOSTNAME_MISMATCH, and a verify callback the user put on their own context is
     // left in place.
+    //
+    // Resumption (client, when the context keeps sessions and set_resumption did not turn it
+    // off): offers the newest session kept for this host name and port, taken out of the cache
+    // (TLS 1.3 tickets are single-use); the server's new tickets refill it. Certificate and
+    // host name checks stay on: a session is only ever offered to the name it was verified for.
     template <class Handler>
     static void async_handshake(stream_type& stream, protocol::role role, const std::string& host,
                                 Handler&& handler) {
@@ -159,12 +194,35 @@ struct tls {
             stream.async_handshake(asio::ssl::stream_base::server, std::forward<Handler>(handler));
             return;
         }
-        std::error_code ec = prepare_client(stream.native_handle(), host);
+        std::error_code ec = prepare_client(stream, host);
         if (ec) {
             detail::post_completion(stream.get_executor(), std::forward<Handler>(handler), ec);
             return;
         }
-        stream.async_handshake(asio::ssl::stream_base::client, std::forward<Handler>(handler));
+        // The SSL, not the stream: a stream may be moved while its handshake runs.
+        auto executor = asio::get_associated_executor(handler, stream.get_executor());
+        stream.async_handshake(asio::ssl::stream_base::client,
+                               asio::bind_executor(executor, [ssl = stream.native_handle(),
+                                                              h = std::forward<Handler>(handler)](
+                                                                 std::error_code e) mutable {
+                                   if (!e) resumed(ssl);
+                                   h(e);
+                               }));
+    }
+
+    // Whether this client stream offers a kept session and keeps the ones the server sends
+    // (the default when its context keeps sessions). Call it before async_handshake.
+    static void set_resumption(stream_type& stream, bool on) {
+        // Off: an empty peer name, under which nothing is offered or kept.
+        if (on)
+            detail::tls_session_cache::forget_peer(stream.native_handle());
+        else
+            detail::tls_session_cache::set_peer(stream.native_handle(), std::string());
+    }
+
+    // Whether the handshake resumed a session (an abbreviated handshake, no certificate).
+    static bool session_reused(const stream_type& stream) noexcept {
+        return ::SSL_session_reused(stream.native_handle()) == 1;
     }
 
     // Sends close_notify after everything written before it, then ends the TCP send direction,
@@ -259,8 +317,10 @@ private:
         return context_type{std::move(context)};
     }
 
-    // Sets SNI and the expected peer name on a client SSL object before its handshake.
-    static std::error_code prepare_client(SSL* ssl, const std::string& host) {
+    // Sets SNI and the expected peer name on a client SSL object before its handshake, and
+    // offers a session kept for that name and port.
+    static std::error_code prepare_client(stream_type& stream, const std::string& host) {
+        SSL* ssl = stream.native_handle();
         // A URL's host may be an IPv6 literal in brackets or a fully qualified name with a
         // trailing dot; SNI and certificates carry neither.
         std::string name = host;
@@ -276,16 +336,60 @@ private:
         ::ERR_clear_error();
         if (!is_ip && !name.empty() && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1)
             return last_ssl_error();
-        if (!verify) return {};
-        if (name.empty()) return asio::error::invalid_argument;
-        if (is_ip) {
-            if (::X509_VERIFY_PARAM_set1_ip_asc(::SSL_get0_param(ssl), name.c_str()) != 1)
-                return last_ssl_error();
-        } else {
-            ::SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            if (::SSL_set1_host(ssl, name.c_str()) != 1) return last_ssl_error();
+        if (verify) {
+            if (name.empty()) return asio::error::invalid_argument;
+            if (is_ip) {
+                if (::X509_VERIFY_PARAM_set1_ip_asc(::SSL_get0_param(ssl), name.c_str()) != 1)
+                    return last_ssl_error();
+            } else {
+                ::SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                if (::SSL_set1_host(ssl, name.c_str()) != 1) return last_ssl_error();
+            }
         }
+        offer_session(stream, name);
         return {};
+    }
+
+    // After SNI and the name checks are set: names the peer the connection's sessions are kept
+    // under (the SNI name or IP, lower case, and the port) and offers one kept for it.
+    static void offer_session(stream_type& stream, const std::string& name) {
+        SSL* ssl = stream.native_handle();
+        auto* cache = detail::tls_session_cache::of(::SSL_get_SSL_CTX(ssl));
+        const std::string* set = detail::tls_session_cache::peer_of(ssl);
+        if (!cache || name.empty() || (set && set->empty())) return; // none kept, or off
+        std::error_code ec;
+        const auto remote = stream.next_layer().remote_endpoint(ec);
+        if (ec) return;
+        std::string peer = name;
+        for (char& ch : peer) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        peer += ':' + std::to_string(remote.port());
+        SSL_SESSION* session = cache->take(peer);
+        if (!detail::tls_session_cache::set_peer(ssl, std::move(peer))) {
+            if (session) ::SSL_SESSION_free(session);
+            return;
+        }
+        if (!session) return;
+        if (::SSL_set_session(ssl, session) == 1) cache->count_offered();
+        ::SSL_SESSION_free(session); // the SSL holds its own reference
+    }
+
+    // After a client handshake: counts a resumption. A resumed TLS 1.2 session brings no new
+    // session to the callback, so it goes back to the cache (TLS 1.2 sessions may be reused);
+    // a TLS 1.3 server sends new tickets instead.
+    static void resumed(SSL* ssl) {
+        if (::SSL_session_reused(ssl) != 1) return;
+        auto* cache = detail::tls_session_cache::of(::SSL_get_SSL_CTX(ssl));
+        const std::string* peer = detail::tls_session_cache::peer_of(ssl);
+        if (!cache) return;
+        cache->count_resumed();
+        if (!peer || peer->empty() || ::SSL_version(ssl) >= TLS1_3_VERSION) return;
+        if (SSL_SESSION* session = ::SSL_get1_session(ssl)) {
+            try {
+                cache->put(*peer, session);
+            } catch (...) {
+                ::SSL_SESSION_free(session);
+            }
+        }
     }
 };
 
