@@ -469,6 +469,79 @@ TEST_CASE("Rooms: one publish fans out to 1,000 members over real sockets",
     CHECK(rooms.member_count("everyone") == 0); // every close left the room
 }
 
+TEST_CASE("Rooms: broadcasts written straight from the shared frames survive a member that "
+          "stops reading, whole and in order with its own sends",
+          "[rooms][integration][cork]") {
+    // A member with nothing queued gets a turn's broadcasts written at once from the shared
+    // bytes; what its socket does not take (one frame partly) is queued. A member that reads
+    // nothing for a while makes the socket refuse mid-frame, and sends of the member's own from
+    // another thread sit between the broadcasts: every message must still arrive whole, once,
+    // in the order it was sent.
+    io_runner server_io(1);
+    duplex::server_options options;
+    options.connection.send_buffer_high_water = 64U << 20; // nothing skipped as slow
+    options.connection.send_buffer_limit = 128U << 20;
+    tcp_server server(server_io.io, options);
+    tcp_rooms rooms;
+    std::promise<std::shared_ptr<tcp_server::connection_type>> opened;
+    server.handlers().on_open = [&](auto& c) {
+        rooms.join(c, "room");
+        opened.set_value(c);
+    };
+    REQUIRE_FALSE(server.listen("127.0.0.1", 0));
+    io_runner client_io(1);
+    auto pending = duplex::async_connect<duplex::transport::tcp>(
+        client_io.io.get_executor(), "ws://127.0.0.1:" + std::to_string(server.port()) + "/", {},
+        asio::use_future);
+    REQUIRE(pending.wait_for(10s) == std::future_status::ready);
+    auto client = pending.get(); // pull mode: reads only for async_read
+    auto opened_future = opened.get_future();
+    REQUIRE(opened_future.wait_for(10s) == std::future_status::ready);
+    auto member = opened_future.get();
+
+    auto payload = [](std::size_t i, char kind) {
+        std::string p(9000 + i % 7 * 1000, static_cast<char>('a' + i % 26));
+        const std::string tag = kind + std::to_string(i) + ':';
+        p.replace(0, tag.size(), tag);
+        return p;
+    };
+    std::vector<std::string> expected;
+    constexpr std::size_t turns = 24;
+    constexpr std::size_t per_turn = 40; // ~10 MB in all: more than both sockets' buffers
+    for (std::size_t t = 0; t < turns; ++t) {
+        std::vector<std::string> turn;
+        for (std::size_t i = 0; i < per_turn; ++i) {
+            const std::size_t n = t * per_turn + i;
+            turn.push_back(payload(n, i % 10 == 9 ? 'o' : 'b'));
+        }
+        expected.insert(expected.end(), turn.begin(), turn.end());
+        std::promise<void> done;
+        // One turn of the server's io thread, as a publisher's handler is; the member's own
+        // sends come from outside its strand too, through the same inbox.
+        asio::post(server_io.io, [&, turn = std::move(turn)] {
+            for (const auto& p : turn) {
+                if (p[0] == 'o')
+                    member->send(opcode::binary, p);
+                else
+                    rooms.publish("room", opcode::binary, p);
+            }
+            done.set_value();
+        });
+        REQUIRE(done.get_future().wait_for(10s) == std::future_status::ready);
+    }
+    for (const auto& want : expected) {
+        auto read = client->async_read(asio::use_future);
+        REQUIRE(read.wait_for(10s) == std::future_status::ready);
+        const duplex::message got = read.get();
+        REQUIRE(got.data.size() == want.size());
+        REQUIRE(got.data == want);
+    }
+    REQUIRE(test::eventually([&] { return member->buffered_amount() == 0; }));
+    auto closed = client->async_close(1000, "done", asio::use_future);
+    REQUIRE(closed.wait_for(10s) == std::future_status::ready);
+    CHECK(client->result().code == 1000);
+}
+
 TEST_CASE("Rooms: publishing from many threads while members join and leave (TSan)",
           "[rooms][integration][threads]") {
     io_runner server_io(2);
