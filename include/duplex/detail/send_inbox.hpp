@@ -41,12 +41,12 @@ public:
     bool push(inbox_entry&& entry) {
         // Storage from the sending thread's cache, taken before the lock is.
         std::vector<inbox_entry> storage;
-        if (size_.load(std::memory_order_relaxed) == 0) storage = vector_cache<inbox_entry>::take();
+        if (!pending_.load(std::memory_order_relaxed)) storage = vector_cache<inbox_entry>::take();
         lock();
         const bool first = entries_.empty();
         if (entries_.capacity() == 0) entries_.swap(storage);
         entries_.push_back(std::move(entry));
-        size_.store(entries_.size(), std::memory_order_relaxed);
+        pending_.store(true, std::memory_order_relaxed);
         unlock();
         if (storage.capacity() != 0) vector_cache<inbox_entry>::give(storage);
         return first;
@@ -54,14 +54,14 @@ public:
 
     // Whether a drain would find something. Relaxed: a push racing with this check is not
     // ordered before the caller's send anyway, and its own scheduled drain takes it.
-    bool pending() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
+    bool pending() const noexcept { return pending_.load(std::memory_order_relaxed); }
 
     // Everything pushed so far, in order, moved into `out` (empty on entry). Hand `out` back
     // with recycle() once it is processed.
     void take(std::vector<inbox_entry>& out) {
         lock();
         out.swap(entries_);
-        size_.store(0, std::memory_order_relaxed);
+        pending_.store(false, std::memory_order_relaxed);
         unlock();
     }
 
@@ -83,7 +83,7 @@ private:
     void unlock() noexcept { locked_.store(false, std::memory_order_release); }
 
     std::atomic<bool> locked_{false};
-    std::atomic<std::size_t> size_{0};
+    std::atomic<bool> pending_{false}; // !entries_.empty(), readable without the lock
     std::vector<inbox_entry> entries_;
 };
 
