@@ -40,8 +40,8 @@ struct sleeper : std::enable_shared_from_this<sleeper> {
             },
             [](std::shared_ptr<void> owner) {
                 auto self = std::static_pointer_cast<sleeper>(std::move(owner));
-                auto strand = self->strand;
-                asio::post(strand, [self = std::move(self)] {
+                auto where = self->strand;
+                asio::post(where, [self = std::move(self)] {
                     ++self->wakes;
                     if (self->on_wake) self->on_wake(*self);
                 });
