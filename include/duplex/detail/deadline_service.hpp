@@ -86,8 +86,8 @@ public:
         if (shut_down_) return;
         entry.at_ = at;
         if (entry.index_ == deadline_entry::not_queued) {
-            entry.index_ = heap_.size();
-            heap_.push_back(&entry);
+            heap_.push_back(&entry); // first: if it throws, the entry is still not queued
+            entry.index_ = heap_.size() - 1;
         }
         sift_up(entry.index_);
         sift_down(entry.index_);
