@@ -16,11 +16,13 @@
 // This file holds the public types and the class with its public API; the implementation is
 // split by path (docs/design.md, "The connection's shape"): detail/connection_read.hpp,
 // detail/connection_write.hpp (with the I/O-free detail/write_queue.hpp) and
-// detail/connection_close.hpp (lifecycle, failures, close handshake, and the timer over the
-// I/O-free detail/deadlines.hpp).
+// detail/connection_close.hpp (lifecycle, failures, close handshake, and the deadlines of the
+// I/O-free detail/deadlines.hpp, served by the execution context's shared timer in
+// detail/deadline_service.hpp).
 #pragma once
 
 #include "detail/cork.hpp"
+#include "detail/deadline_service.hpp"
 #include "detail/deadlines.hpp"
 #include "detail/post_completion.hpp"
 #include "detail/send_inbox.hpp"
@@ -37,7 +39,6 @@
 #include <asio/dispatch.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 
@@ -217,7 +218,8 @@ public:
                std::string_view initial_bytes = {})
         : stream_(std::move(stream)), strand_(asio::make_strand(stream_.get_executor())),
           options_(options), session_(role, options.protocol),
-          remote_(Transport::remote_endpoint(stream_)), timer_(strand_), deadlines_(clock::now()) {
+          remote_(Transport::remote_endpoint(stream_)), deadlines_(clock::now()),
+          timer_(this, timer_ops()) {
         if (!initial_bytes.empty()) keep_input(initial_bytes.data(), initial_bytes.size());
     }
 
@@ -232,8 +234,13 @@ public:
     const UserData& data() const noexcept { return user_data_; }
 
     // The subprotocol agreed in the handshake ("" for none); set by the server or client.
-    const std::string& subprotocol() const noexcept { return subprotocol_; }
-    void set_subprotocol(std::string value) { subprotocol_ = std::move(value); }
+    const std::string& subprotocol() const noexcept {
+        static const std::string none;
+        return cold_ ? cold_->subprotocol : none;
+    }
+    void set_subprotocol(std::string value) {
+        if (!value.empty() || cold_) cold().subprotocol = std::move(value);
+    }
 
     // Counts this connection's queued bytes also against `budget`, shared with other
     // connections (a server does this for each of its connections). Before start() only.
@@ -343,7 +350,7 @@ public:
                            if (self->finished())
                                observer(self);
                            else
-                               self->close_observers_.push_back(std::move(observer));
+                               self->cold().close_observers.push_back(std::move(observer));
                        });
     }
 
@@ -396,7 +403,7 @@ public:
                                    if (self->finished())
                                        return done(make_error_code(error::closed));
                                    if (auto ec = self->session_.ping(data)) return done(ec);
-                                   self->control_waiters_.push_back(std::move(done));
+                                   self->cold().control_waiters.push_back(std::move(done));
                                    self->flush();
                                });
             },
@@ -414,7 +421,7 @@ public:
                 asio::dispatch(self->strand_, [self, code, why = std::move(why),
                                                done = std::move(done)]() mutable {
                     if (self->finished()) return done(self->result_.error);
-                    self->close_waiters_.push_back(std::move(done));
+                    self->cold().close_waiters.push_back(std::move(done));
                     self->request_close(code, std::move(why));
                 });
             },
@@ -465,6 +472,7 @@ private:
     void drain();
     void arm_timer();
     void on_timer();
+    static const detail::deadline_entry::owner_ops& timer_ops() noexcept;
 
     // ---- send limits and the drain signal (detail/connection_write.hpp) --------------------
     bool over_send_limit(std::size_t before, std::size_t cost) const noexcept;
@@ -551,7 +559,6 @@ private:
     protocol::session session_;                     // RFC 6455 framing and the close handshake
     asio::ip::tcp::endpoint remote_;                // the peer, for logs and limits
     UserData user_data_{};                          // the application's
-    std::string subprotocol_;                       // agreed in the handshake
     std::shared_ptr<const handlers_type> handlers_; // set by start(); null before and after
     bool handler_mode_ = false;                     // start() ran: handlers read, not async_read
 
@@ -559,9 +566,6 @@ private:
     phase phase_ = phase::open;        // on the strand: the one answer to "what state is it in?"
     std::atomic<bool> closing_{false}; // phase_ past open, for send() on other threads
     close_info result_;                // how it ended; result_.error is the first failure
-    std::vector<done_handler> close_waiters_; // async_close: told at finished
-    std::vector<detail::unique_function<void(const std::shared_ptr<connection>&)>>
-        close_observers_; // rooms and the like: told after on_close
 
     // ---- the read path -----------------------------------------------------------------
     std::unique_ptr<char[]> read_buffer_; // owned while bytes are kept or a read is pending
@@ -573,27 +577,42 @@ private:
     bool reading_ = false;          // a read (or readiness wait) is pending
     bool processing_input_ = false; // process_input() is on the stack
     bool next_piece_first_ = true;  // partial delivery: the next piece starts a message
-    read_handler read_waiter_;      // async_read waiting for a message
 
     // ---- the write path ----------------------------------------------------------------
-    detail::write_queue queue_;                 // data frames and the pending close
-    detail::send_inbox inbox_;                  // sends from outside the strand, not yet framed
-    std::string control_in_flight_;             // pongs, pings and close frames being written
-    std::vector<asio::const_buffer> gather_;    // the buffers of the write in flight
-    bool writing_ = false;                      // a write is pending
-    bool flush_due_ = false;                    // cork(): in this thread's cork_batch
-    bool draining_inbox_ = false;               // drain_inbox() is framing what the inbox held
-    std::vector<done_handler> control_waiters_; // async_ping: not yet written
-    std::vector<done_handler> control_waiters_in_flight_; // async_ping: being written
+    detail::write_queue queue_;                   // data frames and the pending close
+    detail::send_inbox inbox_;                    // sends from outside the strand, not yet framed
+    std::string control_in_flight_;               // pongs, pings and close frames being written
+    std::vector<asio::const_buffer> gather_;      // the buffers of the write in flight
+    bool writing_ = false;                        // a write is pending
+    bool flush_due_ = false;                      // cork(): in this thread's cork_batch
+    bool draining_inbox_ = false;                 // drain_inbox() is framing what the inbox held
     std::atomic<std::size_t> buffered_{0};        // bytes admitted and not written or dropped
     std::shared_ptr<detail::send_budget> budget_; // shared with other connections, or null
     std::atomic<bool> drain_wanted_{false};       // a send answered backpressure; on_drain is owed
     bool drain_posted_ = false;                   // on the strand: a drain check is queued
 
+    // ---- cold state: what most connections never use, allocated on first use ------------
+    using close_observer = detail::unique_function<void(const std::shared_ptr<connection>&)>;
+    struct cold_state {
+        std::string subprotocol;                             // agreed in the handshake, if any
+        read_handler read_waiter;                            // async_read waiting for a message
+        std::vector<done_handler> close_waiters;             // async_close: told at finished
+        std::vector<close_observer> close_observers;         // rooms and the like: after on_close
+        std::vector<done_handler> control_waiters;           // async_ping: not yet written
+        std::vector<done_handler> control_waiters_in_flight; // async_ping: being written
+    };
+    std::unique_ptr<cold_state> cold_; // on the strand, except set_subprotocol before start()
+    cold_state& cold() {
+        if (!cold_) cold_ = std::make_unique<cold_state>();
+        return *cold_;
+    }
+    bool has_read_waiter() const noexcept { return cold_ && cold_->read_waiter; }
+
     // ---- deadlines ---------------------------------------------------------------------
-    asio::steady_timer timer_; // one timer, at the earliest of the deadlines
     detail::deadlines deadlines_;
-    bool timer_armed_ = false; // a wait is pending
+    bool timer_armed_ = false; // registered with the context's deadline service, or expiring
+    // Last: destroyed first, so the deadline service never sees a half-destroyed connection.
+    detail::deadline_entry timer_; // the earliest of the deadlines, in the shared timer
 };
 
 } // namespace duplex

@@ -332,7 +332,10 @@ TEST_CASE("One error funnel: a peer's protocol error after a slow-reader failure
     // Then the peer breaks the protocol (5.2: a reserved opcode) while our close is pending.
     peer.write(raw_frame(0x83, "", masking::client));
     peer.start_reading();
-    REQUIRE(h.run_until([&] { return rec->closed.has_value(); }));
+    // The peer never ends its side, so the drain after its error ends at the close deadline,
+    // which started with the slow-reader failure, a moment before this wait: wait longer than
+    // that, or the two limits race.
+    REQUIRE(h.run_until([&] { return rec->closed.has_value(); }, 2 * patience));
     CHECK(rec->errors == (std::vector<std::error_code>{make_error_code(error::send_buffer_full)}));
     CHECK(rec->closed->error == error::send_buffer_full);
     CHECK(rec->closed->code == 1008);

@@ -39,6 +39,7 @@ void connection<Transport, UserData>::advance(phase next) {
 template <class Transport, class UserData>
 void connection<Transport, UserData>::on_finished() {
     timer_.cancel();
+    timer_armed_ = false;
     Transport::close(stream_);
     const std::error_code reason = result_.error ? result_.error : make_error_code(error::closed);
     // Frames handed to a write stay alive until its completion (a TLS stream still reads them
@@ -46,25 +47,28 @@ void connection<Transport, UserData>::on_finished() {
     // no longer count as queued: they will never be sent.
     unbuffer(queue_.abandon_in_flight(reason));
     drop_queue(reason);
-    for (auto& w : control_waiters_) w(reason);
-    for (auto& w : control_waiters_in_flight_) w(reason);
-    control_waiters_.clear();
-    control_waiters_in_flight_.clear();
-    if (read_waiter_) {
-        auto done = std::move(read_waiter_);
-        read_waiter_ = {};
-        done(reason, message{});
+    if (cold_) {
+        for (auto& w : cold_->control_waiters) w(reason);
+        for (auto& w : cold_->control_waiters_in_flight) w(reason);
+        cold_->control_waiters.clear();
+        cold_->control_waiters_in_flight.clear();
+        if (cold_->read_waiter) {
+            auto done = std::move(cold_->read_waiter);
+            cold_->read_waiter = {};
+            done(reason, message{});
+        }
+        for (auto& w : cold_->close_waiters) w(result_.error);
+        cold_->close_waiters.clear();
     }
-    for (auto& w : close_waiters_) w(result_.error);
-    close_waiters_.clear();
     if (!reading_) release_read_buffer(); // else on_read releases it
     note_close_frames();
     auto handlers = std::move(handlers_);
     handlers_.reset();
     auto self = this->shared_from_this();
     if (handlers && handlers->on_close) handlers->on_close(self, result_);
-    auto observers = std::move(close_observers_);
-    close_observers_.clear();
+    if (!cold_) return;
+    auto observers = std::move(cold_->close_observers);
+    cold_->close_observers.clear();
     for (auto& observer : observers) observer(self);
 }
 
@@ -153,22 +157,37 @@ void connection<Transport, UserData>::drain() {
     do_read();
 }
 
-// One timer serves every deadline: it wakes at the earliest and re-arms. Activity does not
-// touch the timer; a wake-up that finds the deadline moved just sleeps again.
+// One registration serves every deadline: the connection asks its execution context's shared
+// timer (detail/deadline_service.hpp) to wake it at the earliest, and registers again when it
+// wakes. Activity does not touch the registration; a wake-up that finds the deadline moved
+// just registers the new one.
 template <class Transport, class UserData>
 void connection<Transport, UserData>::arm_timer() {
     if (finished()) return;
     const auto next = deadlines_.next_wake(options_, phase_ == phase::open);
     if (next == clock::time_point::max()) {
         timer_armed_ = false;
+        timer_.cancel();
         return;
     }
     timer_armed_ = true;
-    timer_.expires_at(next);
-    timer_.async_wait(
-        asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
-            if (!ec) self->on_timer();
-        }));
+    timer_.schedule(strand_.get_inner_executor(), next);
+}
+
+// How the deadline service reaches a connection: weakly (a registration never keeps a
+// connection alive), and on its strand.
+template <class Transport, class UserData>
+const detail::deadline_entry::owner_ops& connection<Transport, UserData>::timer_ops() noexcept {
+    static constexpr detail::deadline_entry::owner_ops ops{
+        [](void* owner) -> std::shared_ptr<void> {
+            return static_cast<connection*>(owner)->weak_from_this().lock();
+        },
+        [](std::shared_ptr<void> owner) {
+            auto self = std::static_pointer_cast<connection>(std::move(owner));
+            const executor_type strand = self->strand_;
+            asio::post(strand, [self = std::move(self)] { self->on_timer(); });
+        }};
+    return ops;
 }
 
 template <class Transport, class UserData>

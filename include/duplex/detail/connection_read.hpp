@@ -58,10 +58,10 @@ void connection<Transport, UserData>::release_read_buffer() {
 
 template <class Transport, class UserData>
 void connection<Transport, UserData>::start_read(read_handler done) {
-    if (handler_mode_ || read_waiter_) return done(error::operation_in_progress, message{});
+    if (handler_mode_ || has_read_waiter()) return done(error::operation_in_progress, message{});
     if (finished())
         return done(result_.error ? result_.error : make_error_code(error::closed), message{});
-    read_waiter_ = std::move(done);
+    cold().read_waiter = std::move(done);
     if (!timer_armed_) arm_timer();
     process_input();
 }
@@ -70,7 +70,7 @@ void connection<Transport, UserData>::start_read(read_handler done) {
 // its end of the transport is what completes the close.
 template <class Transport, class UserData>
 bool connection<Transport, UserData>::wants_input() const noexcept {
-    return handler_mode_ || static_cast<bool>(read_waiter_) || phase_ != phase::open;
+    return handler_mode_ || has_read_waiter() || phase_ != phase::open;
 }
 
 // After close() or a failure: write what is queued and make sure input is being read. Never
@@ -230,9 +230,9 @@ void connection<Transport, UserData>::deliver(const protocol::event& ev,
     if (handler_mode_) {
         if (handlers_ && handlers_->on_message)
             handlers_->on_message(self, message_view{ev.op, ev.data, first, last});
-    } else if (read_waiter_) {
-        auto done = std::move(read_waiter_);
-        read_waiter_ = {};
+    } else if (has_read_waiter()) {
+        auto done = std::move(cold_->read_waiter);
+        cold_->read_waiter = {};
         done(std::error_code{}, message{ev.op, std::string(ev.data), first, last});
     }
 }

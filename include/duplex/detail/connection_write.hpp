@@ -431,8 +431,11 @@ bool connection<Transport, UserData>::start_write(bool data_only) {
         if (queue_.close_is_due()) send_pending_close();
         control_in_flight_.assign(session_.pending_output());
         session_.consume_output(control_in_flight_.size());
-        for (auto& w : control_waiters_) control_waiters_in_flight_.push_back(std::move(w));
-        control_waiters_.clear();
+        if (cold_) {
+            for (auto& w : cold_->control_waiters)
+                cold_->control_waiters_in_flight.push_back(std::move(w));
+            cold_->control_waiters.clear();
+        }
     }
 
     gather_.clear();
@@ -489,8 +492,10 @@ bool connection<Transport, UserData>::complete_write(std::error_code ec) {
     unbuffer(queue_.complete(ec));
     gather_.clear();
     if (queue_.empty()) detail::vector_cache<asio::const_buffer>::give(gather_);
-    for (auto& w : control_waiters_in_flight_) w(ec);
-    control_waiters_in_flight_.clear();
+    if (cold_) {
+        for (auto& w : cold_->control_waiters_in_flight) w(ec);
+        cold_->control_waiters_in_flight.clear();
+    }
     if (finished()) return false;
     if (ec) {
         fail(ec);

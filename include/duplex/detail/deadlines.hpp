@@ -1,13 +1,14 @@
 // duplex/detail/deadlines.hpp — a connection's four deadlines, given "now", without a timer.
 // SPDX-License-Identifier: BSL-1.0
 //
-// A connection has one timer; this class says when it must wake and what is due when it does:
+// A connection registers one wake-up at a time with its execution context's shared timer
+// (deadline_service.hpp); this class says when it must wake and what is due when it does:
 // the close deadline (the close handshake and the transport shutdown take too long), the
 // keepalive ping (nothing arrived for ping_interval), the pong timeout (nothing arrived for
 // pong_timeout after that ping) and the idle timeout (no message either way). It is told what
 // happened and when, and never reads a clock itself, so tests drive it with made-up times
 // (tests/unit/connection_parts_tests.cpp). Activity never re-arms the timer: a wake-up that
-// finds its deadline moved just sleeps again, which costs less than a timer update per message.
+// finds its deadline moved registers again, which costs less than a timer update per message.
 //
 // The durations are read from the caller's options at each call (any type with the fields
 // ping_interval, pong_timeout, idle_timeout and close_timeout, as connection_options has),
