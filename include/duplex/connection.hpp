@@ -517,9 +517,9 @@ private:
     void drop_queue(std::error_code ec);
     void note_sent();
     void cork();
-    static void flush_corked(std::shared_ptr<void>&& member);
     void post_to_inbox(detail::inbox_entry&& entry);
-    static void flush_inbox(std::shared_ptr<void>&& member);
+    void schedule_flush();
+    static void flush_turn(std::shared_ptr<void>&& member);
     void drain_inbox();
     void queue_entries(std::vector<detail::inbox_entry>& entries, std::size_t first);
     bool write_inbox_now();

@@ -439,36 +439,55 @@ TEST_CASE("Corking: publishes and sends made in one turn outside the member's re
     for (auto& m : members) CHECK(m->buffered_amount() == 0);
 }
 
+namespace {
+// One server connection in a room, and the raw peer that reads what it is sent.
+struct one_member_room {
+    harness h;
+    duplex::rooms<mem_connection> rooms;
+    std::shared_ptr<mem_connection> c;
+    std::optional<raw_peer> peer;
+
+    one_member_room() {
+        auto [a, b] = h.pair();
+        c = h.connect(std::move(a), role::server);
+        peer.emplace(h.peer(std::move(b), role::client));
+        c->start({});
+        REQUIRE(rooms.join(c, "room"));
+        peer->start_reading();
+        h.settle();
+    }
+
+    // Everything the peer received, once the last of it is a close frame.
+    std::vector<wire_frame> frames_until_close() {
+        REQUIRE(h.run_until([&] {
+            const auto frames = peer->frames();
+            return !frames.empty() && frames.back().is(opcode::close);
+        }));
+        return peer->frames();
+    }
+};
+} // namespace
+
 TEST_CASE("Corking: sends in the member's own turns keep their order with broadcasts, and a "
           "close in the same turn goes last",
           "[connection][cork]") {
-    harness h;
-    duplex::rooms<mem_connection> rooms;
-    auto [a, b] = h.pair();
-    auto c = h.connect(std::move(a), role::server);
-    auto peer = h.peer(std::move(b), role::client);
-    c->start({});
-    REQUIRE(rooms.join(c, "room"));
-    peer.start_reading();
-    h.settle();
+    one_member_room m;
+    auto& rooms = m.rooms;
+    auto& c = m.c;
     // On the member's own strand (as its on_drain or a posted task would be), then from
     // outside it, then close(): the close frame follows every message queued before it.
     asio::post(c->get_executor(), [&] {
         rooms.publish("room", opcode::text, "b1");
         c->send(opcode::text, "own1");
     });
-    asio::post(h.io, [&] {
+    asio::post(m.h.io, [&] {
         rooms.publish("room", opcode::text, "b2");
         c->send(opcode::text, "own2");
         rooms.publish("room", opcode::text, "b3");
         c->close(1000, "bye");
         rooms.publish("room", opcode::text, "after close"); // refused: the member is closing
     });
-    REQUIRE(h.run_until([&] {
-        const auto frames = peer.frames();
-        return !frames.empty() && frames.back().is(opcode::close);
-    }));
-    const auto frames = peer.frames();
+    const auto frames = m.frames_until_close();
     CHECK(data_messages(frames) ==
           std::vector<std::string>{"t:b1", "t:own1", "t:b2", "t:own2", "t:b3"});
     CHECK(frames.back().close_code() == 1000);
@@ -479,18 +498,12 @@ TEST_CASE("Corking: sends in the member's own turns keep their order with broadc
 TEST_CASE("Inbox: a broadcast from outside the member's strand goes before a send that the "
           "member's strand makes next in the same turn",
           "[connection][cork]") {
-    harness h;
-    duplex::rooms<mem_connection> rooms;
-    auto [a, b] = h.pair();
-    auto c = h.connect(std::move(a), role::server);
-    auto peer = h.peer(std::move(b), role::client);
-    c->start({});
-    REQUIRE(rooms.join(c, "room"));
-    peer.start_reading();
-    h.settle();
+    one_member_room m;
+    auto& rooms = m.rooms;
+    auto& c = m.c;
     // The publish waits in the member's inbox, unframed; the dispatch then runs on the
     // member's strand at once (nothing else is queued on it), and its send must not overtake.
-    asio::post(h.io, [&] {
+    asio::post(m.h.io, [&] {
         rooms.publish("room", opcode::text, "b1");
         asio::dispatch(c->get_executor(), [&] {
             c->send(opcode::text, "own1");
@@ -499,11 +512,7 @@ TEST_CASE("Inbox: a broadcast from outside the member's strand goes before a sen
         rooms.publish("room", opcode::text, "b3");
         asio::dispatch(c->get_executor(), [&] { c->close(1000, "bye"); });
     });
-    REQUIRE(h.run_until([&] {
-        const auto frames = peer.frames();
-        return !frames.empty() && frames.back().is(opcode::close);
-    }));
-    CHECK(data_messages(peer.frames()) ==
+    CHECK(data_messages(m.frames_until_close()) ==
           std::vector<std::string>{"t:b1", "t:own1", "t:b2", "t:b3"});
     CHECK(c->buffered_amount() == 0);
 }

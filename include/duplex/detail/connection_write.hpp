@@ -254,53 +254,46 @@ template <class Transport, class UserData>
 void connection<Transport, UserData>::cork() {
     if (flush_due_ || writing_) return;
     flush_due_ = true;
-    const auto inner = [this] { return strand_.get_inner_executor(); };
-    if (detail::cork_batch::join(inner, asio::query(strand_, asio::execution::context),
-                                 this->shared_from_this(), &connection::flush_corked))
-        return;
-    asio::defer(inner(),
-                [self = this->shared_from_this()]() mutable { flush_corked(std::move(self)); });
-}
-
-template <class Transport, class UserData>
-void connection<Transport, UserData>::flush_corked(std::shared_ptr<void>&& member) {
-    auto self = std::static_pointer_cast<connection>(std::move(member));
-    auto& strand = self->strand_;
-    asio::dispatch(strand, [self = std::move(self)] {
-        self->flush_due_ = true;
-        self->drain_inbox();
-        self->flush_due_ = false;
-        self->flush();
-    });
+    schedule_flush();
 }
 
 // A send from outside the strand (a publish from another connection's handler, a send from
 // another thread): queued in the inbox without touching the strand. The first one since the
-// last drain schedules the drain, through this thread's cork batch as cork() does, so that a
-// member gets one drain and one write per turn however many messages it was sent.
+// last drain schedules the flush, as cork() does, so that a member gets one drain and one
+// write per turn however many messages it was sent.
 template <class Transport, class UserData>
 void connection<Transport, UserData>::post_to_inbox(detail::inbox_entry&& entry) {
-    if (!inbox_.push(std::move(entry))) return;
-    const auto inner = [this] { return strand_.get_inner_executor(); };
-    if (detail::cork_batch::join(inner, asio::query(strand_, asio::execution::context),
-                                 this->shared_from_this(), &connection::flush_inbox))
-        return;
-    asio::defer(inner(),
-                [self = this->shared_from_this()]() mutable { flush_inbox(std::move(self)); });
+    if (inbox_.push(std::move(entry))) schedule_flush();
 }
 
+// Joins this thread's cork batch, or defers the flush alone when the thread's batch belongs to
+// another execution context.
 template <class Transport, class UserData>
-void connection<Transport, UserData>::flush_inbox(std::shared_ptr<void>&& member) {
+void connection<Transport, UserData>::schedule_flush() {
+    const auto inner = [this] { return strand_.get_inner_executor(); };
+    if (detail::cork_batch::join(inner, asio::query(strand_, asio::execution::context),
+                                 this->shared_from_this(), &connection::flush_turn))
+        return;
+    asio::defer(inner(), [self = this->shared_from_this()]() mutable {
+        flush_turn(std::shared_ptr<void>(std::move(self)));
+    });
+}
+
+// The end of the turn, for a member that was corked or sent something from outside its strand:
+// on its strand, what the inbox holds is written straight away where it can be
+// (write_inbox_now), else framed into the queue, and the queue written.
+template <class Transport, class UserData>
+void connection<Transport, UserData>::flush_turn(std::shared_ptr<void>&& member) {
     auto self = std::static_pointer_cast<connection>(std::move(member));
     auto& strand = self->strand_;
     asio::dispatch(strand, [self = std::move(self)] {
-        if (self->write_inbox_now()) return;
-        // Framing each message would cork the connection again: the flush follows at once.
-        const bool was_due = self->flush_due_;
-        self->flush_due_ = true;
-        self->drain_inbox();
-        self->flush_due_ = was_due;
-        self->flush();
+        if (!self->write_inbox_now()) {
+            self->flush_due_ = true; // framing each message would cork it again
+            self->drain_inbox();
+            self->flush_due_ = false;
+            self->flush();
+        }
+        self->flush_due_ = false; // everything is written or waits for the write in flight
     });
 }
 
