@@ -236,10 +236,13 @@ public:
     // The subprotocol agreed in the handshake ("" for none); set by the server or client.
     const std::string& subprotocol() const noexcept {
         static const std::string none;
-        return cold_ ? cold_->subprotocol : none;
+        return subprotocol_ ? *subprotocol_ : none;
     }
     void set_subprotocol(std::string value) {
-        if (!value.empty() || cold_) cold().subprotocol = std::move(value);
+        if (value.empty())
+            subprotocol_.reset();
+        else
+            subprotocol_ = std::make_unique<const std::string>(std::move(value));
     }
 
     // Counts this connection's queued bytes also against `budget`, shared with other
@@ -594,14 +597,16 @@ private:
     // ---- cold state: what most connections never use, allocated on first use ------------
     using close_observer = detail::unique_function<void(const std::shared_ptr<connection>&)>;
     struct cold_state {
-        std::string subprotocol;                             // agreed in the handshake, if any
         read_handler read_waiter;                            // async_read waiting for a message
         std::vector<done_handler> close_waiters;             // async_close: told at finished
         std::vector<close_observer> close_observers;         // rooms and the like: after on_close
         std::vector<done_handler> control_waiters;           // async_ping: not yet written
         std::vector<done_handler> control_waiters_in_flight; // async_ping: being written
     };
-    std::unique_ptr<cold_state> cold_; // on the strand, except set_subprotocol before start()
+    std::unique_ptr<cold_state> cold_; // on the strand only
+    // Agreed in the handshake; null for none. Apart from cold_: it is set before start() and
+    // read from any thread, while cold_ is created on the strand whenever it is first needed.
+    std::unique_ptr<const std::string> subprotocol_;
     cold_state& cold() {
         if (!cold_) cold_ = std::make_unique<cold_state>();
         return *cold_;

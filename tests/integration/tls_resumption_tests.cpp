@@ -171,6 +171,24 @@ TEST_CASE("resumption: with verification off, SNI still separates the sessions",
     CHECK(again.resumed == 1);
 }
 
+TEST_CASE("resumption: a session from a connection that did not verify the peer is never "
+          "offered to one that does",
+          "[tls][resume]") {
+    require_certificate();
+    io_runner runner;
+    tls_echo_server server(runner.io);
+    auto context = trusting_context();
+    context.ssl->set_verify_mode(asio::ssl::verify_none);
+    CHECK(connect_and_close(runner.io, server.url("localhost"), context).sessions >= 1);
+    // The same context, the same host and port, now verifying: a session from the unverified
+    // handshake would let it skip the certificate check.
+    context.ssl->set_verify_mode(asio::ssl::verify_peer);
+    const auto verified = connect_and_close(runner.io, server.url("localhost"), context);
+    CHECK(verified.offered == 0);
+    CHECK(verified.resumed == 0);
+    CHECK(connect_and_close(runner.io, server.url("localhost"), context).resumed == 1);
+}
+
 TEST_CASE("resumption: the cache keeps at most its peers, the least recent goes first",
           "[tls][resume]") {
     require_certificate();

@@ -24,12 +24,15 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/execution/outstanding_work.hpp>
 #include <asio/execution_context.hpp>
+#include <asio/io_context.hpp>
 #include <asio/prefer.hpp>
 #include <asio/query.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -92,9 +95,20 @@ public:
         sift_up(entry.index_);
         sift_down(entry.index_);
         // Untracked: a copy of the executor for the timer's whole life must not count as work.
+        // Never a strand: the first caller's executor may be one (a client connected through
+        // a strand), and every wake-up of the context would then wait behind its handlers.
         if (!timer_)
-            timer_.emplace(asio::prefer(executor, asio::execution::outstanding_work.untracked));
+            timer_.emplace(asio::prefer(without_strand(executor),
+                                        asio::execution::outstanding_work.untracked));
         arm();
+    }
+
+    static asio::any_io_executor without_strand(const asio::any_io_executor& executor) {
+        if (const auto* s = executor.target<asio::strand<asio::io_context::executor_type>>())
+            return s->get_inner_executor();
+        if (const auto* s = executor.target<asio::strand<asio::any_io_executor>>())
+            return s->get_inner_executor();
+        return executor;
     }
 
     void cancel(deadline_entry& entry) {

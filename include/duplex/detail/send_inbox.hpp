@@ -42,12 +42,14 @@ public:
         // Storage from the sending thread's cache, taken before the lock is.
         std::vector<inbox_entry> storage;
         if (!pending_.load(std::memory_order_relaxed)) storage = vector_cache<inbox_entry>::take();
-        lock();
-        const bool first = entries_.empty();
-        if (entries_.capacity() == 0) entries_.swap(storage);
-        entries_.push_back(std::move(entry));
-        pending_.store(true, std::memory_order_relaxed);
-        unlock();
+        bool first = false;
+        {
+            const guard held(*this); // released if push_back throws
+            first = entries_.empty();
+            if (entries_.capacity() == 0) entries_.swap(storage);
+            entries_.push_back(std::move(entry));
+            pending_.store(true, std::memory_order_relaxed);
+        }
         if (storage.capacity() != 0) vector_cache<inbox_entry>::give(storage);
         return first;
     }
@@ -59,10 +61,9 @@ public:
     // Everything pushed so far, in order, moved into `out` (empty on entry). Hand `out` back
     // with recycle() once it is processed.
     void take(std::vector<inbox_entry>& out) {
-        lock();
+        const guard held(*this);
         out.swap(entries_);
         pending_.store(false, std::memory_order_relaxed);
-        unlock();
     }
 
     // The storage of a vector that take() filled goes to this thread's cache, for whichever
@@ -81,6 +82,13 @@ private:
         }
     }
     void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+    struct guard {
+        explicit guard(send_inbox& inbox) noexcept : inbox_(inbox) { inbox_.lock(); }
+        ~guard() { inbox_.unlock(); }
+        guard(const guard&) = delete;
+        guard& operator=(const guard&) = delete;
+        send_inbox& inbox_;
+    };
 
     std::atomic<bool> locked_{false};
     std::atomic<bool> pending_{false}; // !entries_.empty(), readable without the lock

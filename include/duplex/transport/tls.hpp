@@ -115,7 +115,8 @@ struct tls {
         if (ec) return {};
         context.ssl->set_default_verify_paths(ec);
         if (!ec) context.ssl->set_verify_mode(asio::ssl::verify_peer, ec);
-        if (!ec && !context.keep_client_sessions()) ec = last_ssl_error();
+        // Without the cache (out of memory) the context still works; it only does not resume.
+        if (!ec) (void)context.keep_client_sessions();
         return ec ? context_type{} : context;
     }
     static context_type client_context() {
@@ -132,7 +133,7 @@ struct tls {
         auto context = make_context(asio::ssl::context::tls_client, ec);
         if (ec) return {};
         context.ssl->set_verify_mode(asio::ssl::verify_none, ec);
-        if (!ec && !context.keep_client_sessions()) ec = last_ssl_error();
+        if (!ec) (void)context.keep_client_sessions();
         return ec ? context_type{} : context;
     }
     static context_type client_context_insecure() {
@@ -346,13 +347,16 @@ private:
                 if (::SSL_set1_host(ssl, name.c_str()) != 1) return last_ssl_error();
             }
         }
-        offer_session(stream, name);
+        offer_session(stream, name, verify);
         return {};
     }
 
     // After SNI and the name checks are set: names the peer the connection's sessions are kept
-    // under (the SNI name or IP, lower case, and the port) and offers one kept for it.
-    static void offer_session(stream_type& stream, const std::string& name) {
+    // under (the SNI name or IP, lower case, and the port) and offers one kept for it. Sessions
+    // of connections that verified the peer and of those that did not are kept apart: a
+    // session from an unverified handshake must never let a verifying connection skip the
+    // certificate check.
+    static void offer_session(stream_type& stream, const std::string& name, bool verified) {
         SSL* ssl = stream.native_handle();
         auto* cache = detail::tls_session_cache::of(::SSL_get_SSL_CTX(ssl));
         const std::string* set = detail::tls_session_cache::peer_of(ssl);
@@ -363,6 +367,7 @@ private:
         std::string peer = name;
         for (char& ch : peer) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         peer += ':' + std::to_string(remote.port());
+        if (!verified) peer += " unverified";
         SSL_SESSION* session = cache->take(peer);
         if (!detail::tls_session_cache::set_peer(ssl, std::move(peer))) {
             if (session) ::SSL_SESSION_free(session);
