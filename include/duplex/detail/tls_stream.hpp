@@ -398,10 +398,30 @@ private:
         c->writing = true;
         c->sending.swap(c->out);
         asio::async_write(c->socket, asio::buffer(c->sending),
-                          asio::bind_executor(c->executor, [c](std::error_code ec, std::size_t) {
-                              on_flushed(c, ec);
-                          }));
+                          asio::bind_executor(c->executor, flush_done(c)));
     }
+
+    // The flusher's completion. The waiters live in the core, and hold the operations that wait
+    // (a handshake's holds the core and its handler, which may hold the stream's owner): if the
+    // io_context is destroyed with the write pending, Asio destroys this handler without calling
+    // it, and the waiters must go with it, or core -> waiters -> core is a cycle nobody breaks.
+    struct flush_done {
+        std::shared_ptr<core> c;
+        explicit flush_done(std::shared_ptr<core> owner) : c(std::move(owner)) {}
+        flush_done(flush_done&&) noexcept = default; // leaves the source without a core
+        flush_done& operator=(flush_done&&) noexcept = default;
+        flush_done(const flush_done&) = delete;
+        flush_done& operator=(const flush_done&) = delete;
+        ~flush_done() {
+            if (!c) return;
+            auto abandoned = std::move(c->flushed); // destroyed here, while `c` still lives
+            c->flushed.clear();
+        }
+        void operator()(std::error_code ec, std::size_t) {
+            const std::shared_ptr<core> owner = std::move(c);
+            on_flushed(owner, ec);
+        }
+    };
 
     static void on_flushed(const std::shared_ptr<core>& c, std::error_code ec) {
         c->writing = false;
