@@ -287,10 +287,10 @@ void connection<Transport, UserData>::flush_turn(std::shared_ptr<void>&& member)
     auto self = std::static_pointer_cast<connection>(std::move(member));
     auto& strand = self->strand_;
     asio::dispatch(strand, [self = std::move(self)] {
+        // This is the flush: framing what the inbox holds must not cork the member again.
+        self->flush_due_ = true;
         if (!self->write_inbox_now()) {
-            self->flush_due_ = true; // framing each message would cork it again
             self->drain_inbox();
-            self->flush_due_ = false;
             self->flush();
         }
         self->flush_due_ = false; // everything is written or waits for the write in flight
@@ -371,14 +371,10 @@ bool connection<Transport, UserData>::write_inbox_now() {
             queue_.push_shared(std::move(e.shared), e.cost, rest);
         }
         deadlines_.active(clock::now());
-        if (i < entries.size()) {
-            const bool was_due = flush_due_;
-            flush_due_ = true; // the flush below writes these: no cork
-            queue_entries(entries, i);
-            flush_due_ = was_due;
-        } else {
+        if (i < entries.size())
+            queue_entries(entries, i); // flush_turn's flush_due_: the flush below writes them
+        else
             detail::send_inbox::recycle(entries);
-        }
         if (queue_.empty()) detail::vector_cache<asio::const_buffer>::give(gather_);
         unbuffer(written_cost);
         flush();
